@@ -1,0 +1,235 @@
+package flows
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// NewAccount is what an admin (or the directory) gives to create an account.
+type NewAccount struct {
+	ID          string // stable id; empty: a new UUID
+	Username    string
+	Email       string
+	Phone       string
+	DisplayName string
+	Source      StateSource // empty: admin
+}
+
+// checkText refuses empty-when-required, over-long or control-character text.
+func checkText(field, v string, required bool, max int) error {
+	if v == "" {
+		if required {
+			return invalidf("%s is required", field)
+		}
+		return nil
+	}
+	if !utf8.ValidString(v) || len(v) > max {
+		return invalidf("%s must be valid UTF-8 of at most %d bytes", field, max)
+	}
+	if strings.TrimSpace(v) != v {
+		return invalidf("%s must not start or end with spaces", field)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return invalidf("%s must not hold control characters", field)
+		}
+	}
+	return nil
+}
+
+// CheckEmail accepts an empty string or one plain address.
+func CheckEmail(v string) error {
+	if err := checkText("email", v, false, 254); err != nil || v == "" {
+		return err
+	}
+	a, err := mail.ParseAddress(v)
+	if err != nil || a.Address != v || a.Name != "" {
+		return invalidf("email %q is not a plain address", v)
+	}
+	return nil
+}
+
+// CheckPhone accepts an empty string or an E.164 number (+ and 7-15 digits).
+func CheckPhone(v string) error {
+	if v == "" {
+		return nil
+	}
+	ok := len(v) >= 8 && len(v) <= 16 && v[0] == '+' && v[1] != '0'
+	for _, c := range v[1:] {
+		ok = ok && c >= '0' && c <= '9'
+	}
+	if !ok {
+		return invalidf("phone %q must be in E.164 form, like +15551234567", v)
+	}
+	return nil
+}
+
+func (n NewAccount) check() error {
+	if n.ID != "" && !validID(n.ID) {
+		return invalidf("account id %q has characters other than letters, digits, '-', '_', '.'", n.ID)
+	}
+	if err := checkText("username", n.Username, true, 256); err != nil {
+		return err
+	}
+	if strings.ContainsAny(n.Username, " \t") {
+		return invalidf("username must not hold spaces")
+	}
+	if err := CheckEmail(n.Email); err != nil {
+		return err
+	}
+	if err := CheckPhone(n.Phone); err != nil {
+		return err
+	}
+	if n.Source != "" && n.Source != SourceAdmin && n.Source != SourceDirectory {
+		return invalidf("unknown state source %q", n.Source)
+	}
+	return checkText("display name", n.DisplayName, false, 256)
+}
+
+// AddAccount creates an active account.
+func (s *Service) AddAccount(ctx context.Context, actor string, n NewAccount) (Account, error) {
+	if err := n.check(); err != nil {
+		return Account{}, err
+	}
+	now := s.now()
+	a := Account{
+		ID: n.ID, Username: n.Username, Email: n.Email, Phone: n.Phone, DisplayName: n.DisplayName,
+		State: AccountActive, StateSource: n.Source, StateChangedAt: now, CreatedAt: now, UpdatedAt: now,
+	}
+	if a.ID == "" {
+		a.ID = uuid.NewString()
+	}
+	if a.StateSource == "" {
+		a.StateSource = SourceAdmin
+	}
+	err := s.write(ctx, func(tx Tx) error {
+		if err := tx.CreateAccount(ctx, a); err != nil {
+			return err
+		}
+		ev := auditAt(now, actor, AuditAccountCreated)
+		ev.AccountID, ev.Detail = a.ID, a.Username
+		_, err := tx.AppendAudit(ctx, ev)
+		return err
+	})
+	if err != nil {
+		return Account{}, fmt.Errorf("add account %q: %w", n.Username, err)
+	}
+	return a, nil
+}
+
+// FindAccount resolves an admin's reference to an account: a username (not
+// removed) or an account id (tombstones included).
+func (s *Service) FindAccount(ctx context.Context, ref string) (Account, error) {
+	a, err := s.store.GetAccountByUsername(ctx, ref)
+	if isNotFound(err) && validID(ref) {
+		a, err = s.store.GetAccount(ctx, ref)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("account %q: %w", ref, err)
+	}
+	return a, nil
+}
+
+// ListAccounts lists accounts.
+func (s *Service) ListAccounts(ctx context.Context, f AccountFilter) ([]Account, error) {
+	as, err := s.store.ListAccounts(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return as, nil
+}
+
+// SuspendAccount refuses an account's sign-ins until it is restored and
+// cancels its pending sign-ins.
+func (s *Service) SuspendAccount(ctx context.Context, actor, ref string, source StateSource, reason string) (Account, error) {
+	return s.setState(ctx, actor, ref, AccountSuspended, source, reason)
+}
+
+// RestoreAccount makes a suspended account active again.
+func (s *Service) RestoreAccount(ctx context.Context, actor, ref string, source StateSource, reason string) (Account, error) {
+	return s.setState(ctx, actor, ref, AccountActive, source, reason)
+}
+
+// RemoveAccount removes an account: every device is unregistered at once,
+// pending sign-ins are cancelled, open invitations revoked, and a tombstone
+// stays for the audit trail until the retention period purges it.
+func (s *Service) RemoveAccount(ctx context.Context, actor, ref string, source StateSource, reason string) (Account, error) {
+	return s.setState(ctx, actor, ref, AccountRemoved, source, reason)
+}
+
+func (s *Service) setState(ctx context.Context, actor, ref string, to AccountState, source StateSource, reason string) (Account, error) {
+	if err := checkText("reason", reason, false, 1024); err != nil {
+		return Account{}, err
+	}
+	if source != SourceAdmin && source != SourceDirectory {
+		return Account{}, invalidf("unknown state source %q", source)
+	}
+	a, err := s.FindAccount(ctx, ref)
+	if err != nil {
+		return Account{}, err
+	}
+	switch {
+	case a.State == AccountRemoved:
+		return Account{}, fmt.Errorf("account %q: %w", ref, ErrAccountRemoved)
+	case a.State == to:
+		return a, nil // already there: nothing to change
+	}
+	now := s.now()
+	action := map[AccountState]string{AccountActive: AuditAccountRestored, AccountSuspended: AuditAccountSuspended, AccountRemoved: AuditAccountRemoved}[to]
+	a.State, a.StateSource, a.StateReason, a.StateChangedAt, a.UpdatedAt = to, source, reason, now, now
+	var cancelled []string
+	err = s.write(ctx, func(tx Tx) error {
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		ev := auditAt(now, actor, action)
+		ev.AccountID, ev.Detail = a.ID, reason
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+		if to == AccountActive {
+			return nil
+		}
+		if to == AccountRemoved {
+			if err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
+				return err
+			}
+			if _, err := tx.RevokeInvitations(ctx, a.ID, now); err != nil {
+				return err
+			}
+		}
+		cancelled, err = s.cancelPending(ctx, tx, actor, a.ID, now, "account "+string(to))
+		return err
+	}, accountTopic(a.ID))
+	if err != nil {
+		return Account{}, fmt.Errorf("set account %q %s: %w", ref, to, err)
+	}
+	for _, id := range cancelled {
+		s.events.Publish(signInTopic(id))
+	}
+	return a, nil
+}
+
+// cancelPending cancels an account's pending sign-ins inside tx, with an
+// audit event for each, and returns their ids for waking waiters.
+func (s *Service) cancelPending(ctx context.Context, tx Tx, actor, accountID string, now time.Time, reason string) ([]string, error) {
+	ids, err := tx.CancelPendingSignIns(ctx, accountID, now, reason)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		ev := auditAt(now, actor, AuditSignInCancelled)
+		ev.AccountID, ev.SignInID, ev.Detail = accountID, id, reason
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}

@@ -1,0 +1,343 @@
+package flows
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// BeginRequest starts a sign-in for an account.
+type BeginRequest struct {
+	AccountID string // the account's stable id, or
+	Username  string // its username
+	Client    string // the app the user is signing in to, shown on the phone
+	IP        string // the sign-in's client IP, shown on the phone
+	UserAgent string
+	Methods   []Method // open methods; empty: push and QR
+	Actor     string   // who asks (a client id, "admin:…"); for the audit log
+}
+
+// Challenge is what the sign-in screen shows: the number to match and the
+// QR payload. Neither is ever sent to the device.
+type Challenge struct {
+	SignIn    SignIn
+	Number    string // empty when push is not open
+	QRPayload string // empty when QR is not open
+}
+
+func (r *BeginRequest) check() error {
+	if (r.AccountID == "") == (r.Username == "") {
+		return invalidf("give exactly one of account id and username")
+	}
+	if err := checkText("client", r.Client, true, 200); err != nil {
+		return err
+	}
+	if err := checkText("IP", r.IP, false, 64); err != nil {
+		return err
+	}
+	if err := checkText("user agent", r.UserAgent, false, 512); err != nil {
+		return err
+	}
+	if len(r.Methods) == 0 {
+		r.Methods = []Method{MethodPush, MethodQR}
+	}
+	for i, m := range r.Methods {
+		if m != MethodPush && m != MethodQR {
+			return invalidf("unknown method %q", m)
+		}
+		if slices.Contains(r.Methods[:i], m) {
+			return invalidf("method %q given twice", m)
+		}
+	}
+	return nil
+}
+
+// Begin starts a sign-in: the account must be active and have a registered
+// device. Push requests become visible to the account's devices at once.
+func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) {
+	if err := r.check(); err != nil {
+		return Challenge{}, err
+	}
+	var a Account
+	var err error
+	if r.AccountID != "" {
+		a, err = s.store.GetAccount(ctx, r.AccountID)
+	} else {
+		a, err = s.store.GetAccountByUsername(ctx, r.Username)
+	}
+	if err != nil {
+		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
+	}
+	if err := usable(a); err != nil {
+		return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, err)
+	}
+	ds, err := s.store.ListDevices(ctx, a.ID)
+	if err != nil {
+		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
+	}
+	if !slices.ContainsFunc(ds, func(d Device) bool { return d.State == DeviceActive }) {
+		return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, ErrNoDevice)
+	}
+	now := s.now()
+	sgn := SignIn{
+		ID: NewID(), AccountID: a.ID, Client: r.Client, IP: r.IP, UserAgent: r.UserAgent,
+		Methods: r.Methods, Nonce: NewSecret(16), CreatedAt: now, ExpiresAt: now.Add(s.cfg.SignInTTL), Status: StatusPending,
+	}
+	ch := Challenge{SignIn: sgn}
+	if sgn.HasMethod(MethodPush) {
+		ch.Number = randomDigits(s.cfg.NumberDigits)
+		sgn.Number = ch.Number
+	}
+	if sgn.HasMethod(MethodQR) {
+		secret := NewSecret(16)
+		sgn.QRSecretHash = HashSecret(secret)
+		ch.QRPayload = SignInQR{Server: s.cfg.Origin, SignInID: sgn.ID, Secret: secret}.String()
+	}
+	actor := r.Actor
+	if actor == "" {
+		actor = "client:" + r.Client
+	}
+	err = s.write(ctx, func(tx Tx) error {
+		if err := tx.CreateSignIn(ctx, sgn); err != nil {
+			return err
+		}
+		ev := auditAt(now, actor, AuditSignInStarted)
+		ev.AccountID, ev.SignInID, ev.Detail = a.ID, sgn.ID, r.Client
+		_, err := tx.AppendAudit(ctx, ev)
+		return err
+	}, accountTopic(a.ID))
+	if err != nil {
+		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
+	}
+	ch.SignIn = sgn
+	return ch, nil
+}
+
+// GetSignIn returns a sign-in, expiring it first if its time is up.
+func (s *Service) GetSignIn(ctx context.Context, id string) (SignIn, error) {
+	if !validID(id) {
+		return SignIn{}, invalidf("malformed sign-in id")
+	}
+	sgn, err := s.store.GetSignIn(ctx, id)
+	if err != nil {
+		return SignIn{}, fmt.Errorf("sign-in %s: %w", id, err)
+	}
+	if sgn.Status == StatusPending && !s.now().Before(sgn.ExpiresAt) {
+		return s.finish(ctx, sgn, StatusExpired, "system", "not decided in time")
+	}
+	return sgn, nil
+}
+
+// finish moves a pending sign-in to a final status on the server's own
+// authority (expiry, cancellation) and returns it as it now stands.
+func (s *Service) finish(ctx context.Context, sgn SignIn, to SignInStatus, actor, reason string) (SignIn, error) {
+	now := s.now()
+	d := sgn
+	d.Status, d.DecidedAt, d.Reason = to, now, reason
+	action := AuditSignInExpired
+	if to == StatusCancelled {
+		action = AuditSignInCancelled
+	}
+	err := s.write(ctx, func(tx Tx) error {
+		if err := tx.DecideSignIn(ctx, d); err != nil {
+			return err
+		}
+		ev := auditAt(now, actor, action)
+		ev.AccountID, ev.SignInID, ev.Detail = sgn.AccountID, sgn.ID, reason
+		_, err := tx.AppendAudit(ctx, ev)
+		return err
+	}, signInTopic(sgn.ID), accountTopic(sgn.AccountID))
+	if errors.Is(err, ErrAlreadyDecided) {
+		return s.store.GetSignIn(ctx, sgn.ID) // someone else decided first
+	}
+	if err != nil {
+		return SignIn{}, fmt.Errorf("finish sign-in %s: %w", sgn.ID, err)
+	}
+	return d, nil
+}
+
+// Cancel ends a pending sign-in (the user went away, the host gave up).
+func (s *Service) Cancel(ctx context.Context, actor, id, reason string) (SignIn, error) {
+	sgn, err := s.GetSignIn(ctx, id)
+	if err != nil {
+		return SignIn{}, err
+	}
+	if sgn.Status.Final() {
+		return sgn, fmt.Errorf("cancel sign-in %s: %w", id, ErrAlreadyDecided)
+	}
+	return s.finish(ctx, sgn, StatusCancelled, actor, reason)
+}
+
+// Await blocks until the sign-in is final (decided, expired, cancelled) or
+// ctx ends. It is woken by the decision itself, not by polling.
+func (s *Service) Await(ctx context.Context, id string) (SignIn, error) {
+	wake, stop := s.events.Subscribe(signInTopic(id))
+	defer stop()
+	for {
+		sgn, err := s.GetSignIn(ctx, id)
+		if err != nil || sgn.Status.Final() {
+			return sgn, err
+		}
+		select {
+		case <-wake:
+		case <-s.clock.After(sgn.ExpiresAt.Sub(s.now())):
+		case <-ctx.Done():
+			return sgn, ctx.Err()
+		}
+	}
+}
+
+// DecisionRequest is a device's signed decision on a sign-in.
+type DecisionRequest struct {
+	SignInID  string
+	DeviceID  string
+	Decision  Decision
+	Method    Method    // push (Number is the number typed) or qr (Number is the QR secret)
+	Number    string    // empty for deny and report
+	Time      time.Time // the device's time, signed
+	Signature []byte    // ES256 over DecisionPayload(...)
+}
+
+// Decide records a device's decision. The signature must verify with a
+// registered device of the sign-in's account over this sign-in's nonce; the
+// sign-in is decided exactly once, so a replay gets ErrAlreadyDecided. An
+// approval with the wrong number denies the sign-in (and returns it with
+// ErrWrongNumber): a user who cannot read the screen is not the one signing in.
+func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error) {
+	if !r.Decision.Valid() {
+		return SignIn{}, invalidf("unknown decision %q", r.Decision)
+	}
+	if r.Method != MethodPush && r.Method != MethodQR {
+		return SignIn{}, invalidf("unknown method %q", r.Method)
+	}
+	sgn, err := s.GetSignIn(ctx, r.SignInID)
+	if err != nil {
+		return SignIn{}, err
+	}
+	switch sgn.Status {
+	case StatusPending:
+	case StatusExpired:
+		return sgn, fmt.Errorf("sign-in %s: %w", sgn.ID, ErrExpired)
+	default:
+		return sgn, fmt.Errorf("sign-in %s is %s: %w", sgn.ID, sgn.Status, ErrAlreadyDecided)
+	}
+	if !sgn.HasMethod(r.Method) {
+		return sgn, fmt.Errorf("sign-in %s, %s: %w", sgn.ID, r.Method, ErrMethodNotAllowed)
+	}
+	d, pub, err := s.activeDevice(ctx, r.DeviceID, sgn.AccountID)
+	if err != nil {
+		return sgn, err
+	}
+	msg, err := DecisionPayload(s.cfg.Origin, sgn.ID, sgn.Nonce, r.Decision, r.Method, r.Number, r.Time)
+	if err != nil {
+		return sgn, err
+	}
+	if !VerifyES256(pub, msg, r.Signature) {
+		return sgn, fmt.Errorf("decision on %s: %w", sgn.ID, ErrBadSignature)
+	}
+	now := s.now()
+	if skew := now.Sub(r.Time); skew > s.cfg.MaxClockSkew || skew < -s.cfg.MaxClockSkew {
+		return sgn, fmt.Errorf("decision on %s: device time is %s off: %w", sgn.ID, skew.Round(time.Second), ErrExpired)
+	}
+	a, err := s.store.GetAccount(ctx, sgn.AccountID)
+	if err != nil {
+		return sgn, fmt.Errorf("decision on %s: %w", sgn.ID, err)
+	}
+	if err := usable(a); err != nil {
+		return sgn, fmt.Errorf("decision on %s: %w", sgn.ID, err)
+	}
+
+	out := sgn
+	out.DecidedAt, out.DecidedBy, out.DeviceID = now, r.Method, d.ID
+	action := AuditSignInDenied
+	var result error
+	switch r.Decision {
+	case DecisionApprove:
+		if r.Method == MethodQR {
+			if !equalSecret(r.Number, sgn.QRSecretHash) {
+				return sgn, invalidf("QR secret does not match this sign-in")
+			}
+			out.Status, action = StatusApproved, AuditSignInApproved
+		} else if subtle.ConstantTimeCompare([]byte(r.Number), []byte(sgn.Number)) == 1 {
+			out.Status, action = StatusApproved, AuditSignInApproved
+		} else {
+			out.Status, out.Reason, result = StatusDenied, "wrong number", ErrWrongNumber
+		}
+	case DecisionDeny:
+		out.Status, out.Reason = StatusDenied, "denied on device"
+	case DecisionReport:
+		out.Status, out.Reason, out.FraudReport, action = StatusDenied, "user did not start this sign-in", true, AuditSignInFraud
+	}
+	err = s.write(ctx, func(tx Tx) error {
+		if err := tx.DecideSignIn(ctx, out); err != nil {
+			return err
+		}
+		ev := auditAt(now, "device:"+d.ID, action)
+		ev.AccountID, ev.DeviceID, ev.SignInID, ev.Detail = sgn.AccountID, d.ID, sgn.ID, string(r.Method)
+		if out.Reason != "" {
+			ev.Detail += ": " + out.Reason
+		}
+		_, err := tx.AppendAudit(ctx, ev)
+		return err
+	}, signInTopic(sgn.ID), accountTopic(sgn.AccountID))
+	if err != nil {
+		return sgn, fmt.Errorf("decision on %s: %w", sgn.ID, err)
+	}
+	if out.FraudReport {
+		s.log.Warn("user reported a sign-in they did not start", "account", a.Username, "signin", sgn.ID, "client", sgn.Client, "ip", sgn.IP)
+	}
+	if result != nil {
+		return out, fmt.Errorf("decision on %s: %w", sgn.ID, result)
+	}
+	return out, nil
+}
+
+// ClaimQR is what a device does after scanning a sign-in QR: it proves it
+// saw the screen (the secret) and gets the sign-in to show the user and to
+// sign. The device must belong to the sign-in's account.
+func (s *Service) ClaimQR(ctx context.Context, deviceID string, qr SignInQR) (SignIn, error) {
+	if qr.Server != s.cfg.Origin {
+		return SignIn{}, invalidf("this QR code belongs to another server (%s)", qr.Server)
+	}
+	sgn, err := s.GetSignIn(ctx, qr.SignInID)
+	if err != nil {
+		return SignIn{}, err
+	}
+	if !sgn.HasMethod(MethodQR) || !equalSecret(qr.Secret, sgn.QRSecretHash) {
+		return SignIn{}, fmt.Errorf("sign-in %s: %w", qr.SignInID, ErrNotFound)
+	}
+	if _, _, err := s.activeDevice(ctx, deviceID, sgn.AccountID); err != nil {
+		return SignIn{}, err
+	}
+	if sgn.Status == StatusExpired {
+		return sgn, fmt.Errorf("sign-in %s: %w", sgn.ID, ErrExpired)
+	}
+	if sgn.Status.Final() {
+		return sgn, fmt.Errorf("sign-in %s is %s: %w", sgn.ID, sgn.Status, ErrAlreadyDecided)
+	}
+	return sgn, nil
+}
+
+// PendingForDevice lists the push requests waiting for a device's decision.
+func (s *Service) PendingForDevice(ctx context.Context, d Device) ([]SignIn, error) {
+	all, err := s.store.ListPendingSignIns(ctx, d.AccountID, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("pending sign-ins: %w", err)
+	}
+	out := all[:0]
+	for _, sgn := range all {
+		if sgn.HasMethod(MethodPush) {
+			out = append(out, sgn)
+		}
+	}
+	return out, nil
+}
+
+// WatchAccount returns a channel woken whenever an account's sign-ins or
+// devices change (a device's request stream listens on it).
+func (s *Service) WatchAccount(accountID string) (<-chan struct{}, func()) {
+	return s.events.Subscribe(accountTopic(accountID))
+}

@@ -1,0 +1,101 @@
+package flows
+
+import (
+	"context"
+	"time"
+)
+
+// Store is keystep's persistence. Every backend (flows/store/sqlite,
+// flows/store/postgres) implements it and passes the conformance suite in
+// flows/storetest. Operations outside InTx each run in their own transaction.
+type Store interface {
+	Tx
+	// InTx runs fn in one transaction: all of its writes land or none do.
+	// fn must use only the Tx it is given.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// AccountFilter narrows ListAccounts.
+type AccountFilter struct {
+	State          AccountState // empty: active and suspended
+	IncludeRemoved bool         // with an empty State, include tombstones too
+}
+
+// AuditFilter narrows ListAudit. Events come in chain order.
+type AuditFilter struct {
+	AfterSeq  int64
+	AccountID string
+	Limit     int // 0 means every event
+}
+
+// Tx is the set of operations a Store offers, inside or outside a transaction.
+type Tx interface {
+	// CreateAccount stores a new account; ErrConflict if its id, or its
+	// username among accounts that are not removed, is taken.
+	CreateAccount(ctx context.Context, a Account) error
+	// GetAccount returns an account by id, tombstones included.
+	GetAccount(ctx context.Context, id string) (Account, error)
+	// GetAccountByUsername finds an account that is not removed, comparing
+	// usernames case-insensitively.
+	GetAccountByUsername(ctx context.Context, username string) (Account, error)
+	// ListAccounts returns accounts ordered by username.
+	ListAccounts(ctx context.Context, f AccountFilter) ([]Account, error)
+	// UpdateAccount replaces the mutable fields of an existing account.
+	UpdateAccount(ctx context.Context, a Account) error
+	// PurgeRemovedAccounts deletes accounts removed before the given time,
+	// with their devices, invitations and sign-ins, and returns their ids.
+	PurgeRemovedAccounts(ctx context.Context, removedBefore time.Time) ([]string, error)
+
+	// CreateDevice stores a newly enrolled device.
+	CreateDevice(ctx context.Context, d Device) error
+	// GetDevice returns a device by id.
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// ListDevices returns an account's devices, oldest first.
+	ListDevices(ctx context.Context, accountID string) ([]Device, error)
+	// UnregisterDevice marks an active device unregistered; ErrNotFound if
+	// no active device has that id.
+	UnregisterDevice(ctx context.Context, id string, at time.Time, reason string) error
+
+	// CreateInvitation stores an invitation.
+	CreateInvitation(ctx context.Context, inv Invitation) error
+	// GetInvitationByTokenHash finds an invitation by the hash of its token.
+	GetInvitationByTokenHash(ctx context.Context, tokenHash []byte) (Invitation, error)
+	// RedeemInvitation marks an unused, unrevoked invitation that has not
+	// expired at the given time as used by deviceID. Exactly one of any
+	// number of concurrent calls succeeds; the others get ErrAlreadyUsed
+	// (or ErrExpired).
+	RedeemInvitation(ctx context.Context, id string, at time.Time, deviceID string) error
+	// RevokeInvitations revokes every open invitation of an account and
+	// returns how many it revoked.
+	RevokeInvitations(ctx context.Context, accountID string, at time.Time) (int, error)
+
+	// CreateSignIn stores a new pending sign-in.
+	CreateSignIn(ctx context.Context, s SignIn) error
+	// GetSignIn returns a sign-in by id.
+	GetSignIn(ctx context.Context, id string) (SignIn, error)
+	// ListPendingSignIns returns an account's pending sign-ins that have not
+	// expired at now, oldest first.
+	ListPendingSignIns(ctx context.Context, accountID string, now time.Time) ([]SignIn, error)
+	// DecideSignIn moves a pending sign-in to d.Status, recording
+	// DecidedAt, DecidedBy, DeviceID, Reason and FraudReport from d. Exactly
+	// one of any number of concurrent calls succeeds; the others get
+	// ErrAlreadyDecided.
+	DecideSignIn(ctx context.Context, d SignIn) error
+	// CancelPendingSignIns cancels every pending sign-in of an account and
+	// returns their ids.
+	CancelPendingSignIns(ctx context.Context, accountID string, at time.Time, reason string) ([]string, error)
+
+	// UseNonce records a single-use value until it expires; ErrReplay if it
+	// was recorded before.
+	UseNonce(ctx context.Context, key string, expires time.Time) error
+	// PurgeNonces forgets nonces that expired before the given time.
+	PurgeNonces(ctx context.Context, before time.Time) error
+
+	// AppendAudit seals ev onto the end of the audit chain (see SealAudit)
+	// and returns it as stored.
+	AppendAudit(ctx context.Context, ev AuditEvent) (AuditEvent, error)
+	// ListAudit returns audit events in chain order.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
