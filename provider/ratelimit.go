@@ -1,0 +1,145 @@
+package provider
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/api"
+)
+
+// Rate limits on what a stranger can call, per client IP: a burst, then one
+// more attempt per period.
+const (
+	enrollBurst     = 10 // enrollment attempts
+	enrollEvery     = 30 * time.Second
+	deviceAuthBurst = 20 // failed device authentications
+	deviceAuthEvery = 3 * time.Second
+	adminAuthBurst  = 10 // failed admin authentications
+	adminAuthEvery  = 10 * time.Second
+
+	// maxBuckets bounds each limiter's memory; past it, full buckets
+	// (idle clients) are forgotten.
+	maxBuckets = 10000
+)
+
+// limiter is an in-memory token bucket per key, driven by a flows.Clock.
+type limiter struct {
+	clock flows.Clock
+	burst float64
+	every time.Duration
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newLimiter(c flows.Clock, burst int, every time.Duration) *limiter {
+	return &limiter{clock: c, burst: float64(burst), every: every, buckets: map[string]*bucket{}}
+}
+
+// refill brings b's tokens up to now; the caller holds l.mu.
+func (l *limiter) refill(b *bucket, now time.Time) {
+	if el := now.Sub(b.at); el > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+float64(el)/float64(l.every))
+		b.at = now
+	}
+}
+
+// wait returns how long key must wait for one token, 0 if it has one.
+func (l *limiter) wait(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return 0
+	}
+	now := l.clock.Now()
+	l.refill(b, now)
+	if b.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(l.every))
+}
+
+// take spends one of key's tokens; if it has none it spends nothing and
+// returns how long to wait.
+func (l *limiter) take(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	b := l.buckets[key]
+	if b == nil {
+		l.sweep(now)
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[key] = b
+	}
+	l.refill(b, now)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) * float64(l.every))
+	}
+	b.tokens--
+	return 0
+}
+
+// sweep forgets full buckets once there are too many; the caller holds l.mu.
+func (l *limiter) sweep(now time.Time) {
+	if len(l.buckets) < maxBuckets {
+		return
+	}
+	for k, b := range l.buckets {
+		if l.refill(b, now); b.tokens >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// clientKey is the rate-limit key of a request: the host of RemoteAddr
+// (never a forwarded-for header, which the client controls), with IPv6
+// addresses cut to their /64 since one host usually owns a whole /64.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// clientIP is the client's address as shown to users (no port).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	return ip.Unmap().WithZone("").String()
+}
+
+// writeRateLimited answers 429 with Retry-After in whole seconds.
+func writeRateLimited(w http.ResponseWriter, wait time.Duration) {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeProblem(w, problem(api.ProblemRateLimited, http.StatusTooManyRequests,
+		"too many attempts from this address; retry after "+strconv.Itoa(secs)+" s"))
+}
