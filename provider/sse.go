@@ -91,7 +91,8 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 var errStreamOver = errors.New("device can no longer sign")
 
 // refreshStream re-reads the device, its account and its pending requests
-// and sends what changed.
+// and sends what changed. Once the device or its account can no longer sign,
+// every request it knew of is reported resolved and the stream is over.
 func (s *Server) refreshStream(ctx context.Context, st *stream, d flows.Device) error {
 	store := s.flows.Store()
 	cur, err := store.GetDevice(ctx, d.ID)
@@ -102,12 +103,12 @@ func (s *Server) refreshStream(ctx context.Context, st *stream, d flows.Device) 
 	if err != nil {
 		return fmt.Errorf("reload account: %w", err)
 	}
-	if cur.State != flows.DeviceActive || a.State != flows.AccountActive {
-		return errStreamOver
-	}
-	pending, err := s.flows.PendingForDevice(ctx, cur)
-	if err != nil {
-		return err
+	over := cur.State != flows.DeviceActive || a.State != flows.AccountActive
+	var pending []flows.SignIn
+	if !over {
+		if pending, err = s.flows.PendingForDevice(ctx, cur); err != nil {
+			return err
+		}
 	}
 	now := make(map[string]flows.SignIn, len(pending))
 	for _, sgn := range pending {
@@ -127,6 +128,10 @@ func (s *Server) refreshStream(ctx context.Context, st *stream, d flows.Device) 
 		st.send(api.EventResolved, api.ResolvedEvent{ID: id, Status: string(sgn.Status)})
 	}
 	st.known = now
+	if over && st.err == nil {
+		_ = st.flush() // the last news (the requests cancelled with it), then the end
+		return errStreamOver
+	}
 	return st.err
 }
 

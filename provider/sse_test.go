@@ -1,0 +1,150 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/api"
+)
+
+// openStream opens p's request stream; it is closed with the test or with
+// the returned cancel.
+func (e *env) openStream(p phone) (<-chan sse, context.CancelFunc) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.t.Cleanup(cancel)
+	req := e.signed(p, "GET", api.PathRequestStream, nil, e.clock.Now(), flows.NewSecret(16)).WithContext(ctx)
+	resp := e.send(req)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		e.t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return readEvents(resp), cancel
+}
+
+// nextEvent is the next event that is not a comment (heartbeat).
+func nextEvent(t *testing.T, events <-chan sse) sse {
+	t.Helper()
+	for {
+		if ev := next(t, events); ev.Event != "comment" {
+			return ev
+		}
+	}
+}
+
+func wantEvent[T any](t *testing.T, ev sse, name string) T {
+	t.Helper()
+	if ev.Event != name {
+		t.Fatalf("event %q (%s), want %q", ev.Event, ev.Data, name)
+	}
+	var v T
+	if err := json.Unmarshal([]byte(ev.Data), &v); err != nil {
+		t.Fatalf("%s event %s: %v", name, ev.Data, err)
+	}
+	return v
+}
+
+func TestRequestStream(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice")
+	p := e.enroll("alice")
+	early := e.testSignIn("alice")
+
+	events, _ := e.openStream(p)
+	// What was pending when the stream opened comes first.
+	if got := wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest); got.ID != early.ID || got.Nonce == "" {
+		t.Fatalf("first event %+v", got)
+	}
+
+	// A request begun after connecting arrives as soon as it is begun:
+	// the stream is woken by the account's event, nothing polls.
+	ch := e.testSignIn("alice")
+	got := wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest)
+	if got.ID != ch.ID || got.Client != TestSignInClient {
+		t.Fatalf("live event %+v", got)
+	}
+
+	// The decision resolves it.
+	decode[api.DecisionResponse](t, e.decide(p, ch, flows.DecisionApprove, ch.Number), http.StatusOK)
+	if res := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); res != (api.ResolvedEvent{ID: ch.ID, Status: "approved"}) {
+		t.Fatalf("resolved %+v", res)
+	}
+	decode[api.DecisionResponse](t, e.decide(p, early, flows.DecisionDeny, ""), http.StatusOK)
+	if res := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); res != (api.ResolvedEvent{ID: early.ID, Status: "denied"}) {
+		t.Fatalf("resolved %+v", res)
+	}
+
+	// A request that times out is reported expired when its time is up.
+	late := e.testSignIn("alice")
+	wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest)
+	e.clock.Advance(e.svc.Config().SignInTTL)
+	if res := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); res != (api.ResolvedEvent{ID: late.ID, Status: "expired"}) {
+		t.Fatalf("resolved %+v", res)
+	}
+}
+
+func TestRequestStreamHeartbeat(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice")
+	p := e.enroll("alice")
+	events, _ := e.openStream(p)
+	e.clock.BlockUntilWaiters(1) // the heartbeat timer
+	e.clock.Advance(HeartbeatInterval)
+	if ev := next(t, events); ev.Event != "comment" {
+		t.Fatalf("event %+v, want a heartbeat comment", ev)
+	}
+}
+
+func TestRequestStreamEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		action func(e *env, p phone)
+	}{
+		{"unregistered", func(e *env, p phone) {
+			decode[api.UnregisterAllResult](e.t, e.admin("POST", userPath(api.PathDevicesUnregAll, "alice"), api.Unregister{Reason: "lost"}), http.StatusOK)
+		}},
+		{"suspended", func(e *env, p phone) {
+			decode[api.User](e.t, e.admin("POST", userPath(api.PathUserSuspend, "alice"), nil), http.StatusOK)
+		}},
+		{"removed", func(e *env, p phone) {
+			decode[api.User](e.t, e.admin("POST", userPath(api.PathUserRemove, "alice"), nil), http.StatusOK)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.addUser("alice")
+			p := e.enroll("alice")
+			ch := e.testSignIn("alice")
+			events, _ := e.openStream(p)
+			wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest)
+			tc.action(e, p)
+			// The stream says the pending request was cancelled, then ends.
+			if res := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); res.ID != ch.ID || res.Status != "cancelled" {
+				t.Fatalf("resolved %+v", res)
+			}
+			select {
+			case ev, ok := <-events:
+				if ok {
+					t.Fatalf("event %+v after the end", ev)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream did not end")
+			}
+		})
+	}
+}
+
+func TestRequestStreamClientGoesAway(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice")
+	p := e.enroll("alice")
+	events, cancel := e.openStream(p)
+	cancel()
+	for range events { // drained when the connection closes
+	}
+	// The server's subscription is gone: a later request begins fine.
+	e.testSignIn("alice")
+}
