@@ -88,3 +88,7 @@ func TestOpenBadDSN(t *testing.T) {
 func BenchmarkSignInStoreOps(b *testing.B) {
 	storetest.BenchSignIn(b, open(b, pgtest.DSN(b)))
 }
+
+func BenchmarkSignInStoreOpsParallel(b *testing.B) {
+	storetest.BenchSignInParallel(b, open(b, pgtest.DSN(b)), 8)
+}

@@ -103,3 +103,7 @@ func TestReopen(t *testing.T) {
 func BenchmarkSignInStoreOps(b *testing.B) {
 	storetest.BenchSignIn(b, open(b, filepath.Join(b.TempDir(), "bench.db")))
 }
+
+func BenchmarkSignInStoreOpsParallel(b *testing.B) {
+	storetest.BenchSignInParallel(b, open(b, filepath.Join(b.TempDir(), "bench.db")), 8)
+}

@@ -77,6 +77,11 @@ func (s *Store) closeStmts() {
 // back if fn returns an error (which InTx returns as is) or panics (the panic
 // goes on). fn must use only the Tx it is given: on SQLite the store has a
 // single connection, which the transaction holds until InTx returns.
+//
+// A duplicate insert (ErrConflict, ErrReplay) or a failed conditional update
+// leaves the transaction usable on every engine. Any other statement error
+// (a unique violation from UpdateAccount, a missing account behind
+// CreateDevice) aborts the transaction on PostgreSQL: fn should return it.
 func (s *Store) InTx(ctx context.Context, fn func(tx flows.Tx) error) error {
 	tx, err := s.begin(ctx)
 	if err != nil {
