@@ -275,6 +275,9 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, in
 		return ReadError(resp)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("the server's answer is empty (is it shutting down?): %w", err)
+		}
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	return nil
