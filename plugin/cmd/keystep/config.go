@@ -1,0 +1,418 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keystep/keystep/flows"
+)
+
+// Config is the server's configuration: defaults, then the YAML file, then
+// the KEYSTEP_* environment, then the command line flags.
+type Config struct {
+	Listen             string        // address to listen on, host:port
+	PublicURL          string        // the URL devices and admins use; empty: http://<listen address>
+	DataDir            string        // where the SQLite file and the admin token live
+	Store              StoreConfig   //
+	SignIn             SignInConfig  //
+	InvitationTTL      time.Duration // 0: flows' default
+	TombstoneRetention time.Duration // 0: flows' default
+
+	// sources says where each key's value came from, for error messages.
+	sources map[string]string
+}
+
+// StoreConfig chooses the store.
+type StoreConfig struct {
+	Driver string // sqlite or postgres
+	DSN    string // sqlite: the database file (default <data_dir>/keystep.db); postgres: the connection string
+}
+
+// SignInConfig is the sign-in policy.
+type SignInConfig struct {
+	NumberDigits int           // 0: flows' default
+	TTL          time.Duration // 0: flows' default
+}
+
+// Defaults of a configuration with no file.
+const (
+	defaultListen  = "127.0.0.1:8080"
+	defaultDataDir = "keystep-data"
+	defaultDriver  = "sqlite"
+	maxConfigFile  = 1 << 20
+)
+
+// Environment variables that override the file.
+var configEnv = []struct{ name, key string }{
+	{"KEYSTEP_LISTEN", "listen"},
+	{"KEYSTEP_PUBLIC_URL", "public_url"},
+	{"KEYSTEP_DATA_DIR", "data_dir"},
+	{"KEYSTEP_STORE_DRIVER", "store.driver"},
+	{"KEYSTEP_STORE_DSN", "store.dsn"},
+}
+
+// defaultConfig is the working single-machine configuration.
+func defaultConfig() Config {
+	return Config{Listen: defaultListen, DataDir: defaultDataDir, Store: StoreConfig{Driver: defaultDriver}, sources: map[string]string{}}
+}
+
+// flagOverride is a flag given on the command line, for the key it sets.
+type flagOverride struct{ key, flag, value string }
+
+// loadConfig builds the configuration from the file at path (none if
+// empty), the environment as lookupEnv sees it, and the flags given, and
+// checks it.
+func loadConfig(path string, lookupEnv func(string) (string, bool), flags []flagOverride) (Config, error) {
+	c := defaultConfig()
+	if path != "" {
+		data, err := readConfigFile(path)
+		if err != nil {
+			return Config{}, err
+		}
+		if err := c.parseYAML(data, path); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, e := range configEnv {
+		if v, ok := lookupEnv(e.name); ok && v != "" {
+			c.setString(e.key, v, e.name)
+		}
+	}
+	for _, f := range flags {
+		c.setString(f.key, f.value, "--"+f.flag)
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/") // the origin devices sign has no trailing slash
+	return c, nil
+}
+
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(data) > maxConfigFile {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, maxConfigFile)
+	}
+	return data, nil
+}
+
+// setString sets a string-valued key from the environment or a flag.
+func (c *Config) setString(key, v, source string) {
+	switch key {
+	case "listen":
+		c.Listen = v
+	case "public_url":
+		c.PublicURL = v
+	case "data_dir":
+		c.DataDir = v
+	case "store.driver":
+		c.Store.Driver = v
+	case "store.dsn":
+		c.Store.DSN = v
+	default:
+		panic("keystep: no such string key " + key)
+	}
+	c.sources[key] = source
+}
+
+// keyError is a bad value, named by its key and where it came from.
+func (c *Config) keyError(key, format string, args ...any) error {
+	src := c.sources[key]
+	if src == "" {
+		src = "default"
+	}
+	return fmt.Errorf("config: %s (%s): %s", key, src, fmt.Sprintf(format, args...))
+}
+
+// setter reads one YAML value into a field.
+type setter func(n *yaml.Node) error
+
+// schema is the shape of the file: a setter, or a nested mapping.
+type schema map[string]any
+
+func (c *Config) schema() schema {
+	return schema{
+		"listen":     stringValue(&c.Listen),
+		"public_url": stringValue(&c.PublicURL),
+		"data_dir":   stringValue(&c.DataDir),
+		"store": schema{
+			"driver": stringValue(&c.Store.Driver),
+			"dsn":    stringValue(&c.Store.DSN),
+		},
+		"signin": schema{
+			"number_digits": intValue(&c.SignIn.NumberDigits),
+			"ttl":           durationValue(&c.SignIn.TTL),
+		},
+		"invitation_ttl":      durationValue(&c.InvitationTTL),
+		"tombstone_retention": durationValue(&c.TombstoneRetention),
+	}
+}
+
+// parseYAML reads a configuration file into c. It is strict: an unknown or
+// repeated key, a value of the wrong kind or a second document is an error
+// that names the key and its line.
+func (c *Config) parseYAML(data []byte, name string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file: all defaults
+		}
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return fmt.Errorf("config %s: %w", name, err)
+		}
+		return fmt.Errorf("config %s: line %d: only one YAML document is allowed", name, more.Line)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil // a document of comments only
+	}
+	return c.walk(root, "", c.schema(), name)
+}
+
+func (c *Config) walk(n *yaml.Node, prefix string, s schema, name string) error {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		what := "the configuration"
+		if prefix != "" {
+			what = strings.TrimSuffix(prefix, ".")
+		}
+		return fmt.Errorf("config %s: line %d: %s must be a mapping of keys to values", name, n.Line, what)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := resolve(n.Content[i]), n.Content[i+1]
+		if kn.Kind != yaml.ScalarNode {
+			return fmt.Errorf("config %s: line %d: a key in %s is not a plain name", name, kn.Line, strings.TrimSuffix(prefix, ".")+"(top level)")
+		}
+		key := prefix + kn.Value
+		if seen[kn.Value] {
+			return fmt.Errorf("config %s: line %d: %s is given twice", name, kn.Line, key)
+		}
+		seen[kn.Value] = true
+		switch f := s[kn.Value].(type) {
+		case schema:
+			if err := c.walk(vn, key+".", f, name); err != nil {
+				return err
+			}
+		case setter:
+			if err := f(resolve(vn)); err != nil {
+				return fmt.Errorf("config %s: line %d: %s: %w", name, vn.Line, key, err)
+			}
+			c.sources[key] = fmt.Sprintf("%s line %d", name, vn.Line)
+		default:
+			return fmt.Errorf("config %s: line %d: unknown key %s", name, kn.Line, key)
+		}
+	}
+	return nil
+}
+
+// resolve follows an alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// scalar returns a scalar's text, refusing mappings, lists and null.
+func scalar(n *yaml.Node) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", errors.New("must be a single value, not a mapping or a list")
+	}
+	if n.Tag == "!!null" {
+		return "", errors.New("has no value (leave the key out to use the default)")
+	}
+	return n.Value, nil
+}
+
+func stringValue(p *string) setter {
+	return func(n *yaml.Node) error {
+		v, err := scalar(n)
+		if err != nil {
+			return err
+		}
+		*p = v
+		return nil
+	}
+}
+
+func intValue(p *int) setter {
+	return func(n *yaml.Node) error {
+		v, err := scalar(n)
+		if err != nil {
+			return err
+		}
+		i, err := strconv.Atoi(v)
+		if err != nil || n.Tag != "!!int" {
+			return fmt.Errorf("must be a whole number, not %q", v)
+		}
+		*p = i
+		return nil
+	}
+}
+
+func durationValue(p *time.Duration) setter {
+	return func(n *yaml.Node) error {
+		v, err := scalar(n)
+		if err != nil {
+			return err
+		}
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		*p = d
+		return nil
+	}
+}
+
+// parseDuration reads a Go duration ("90s", "1h30m") or a whole number of
+// days ("7d").
+func parseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("must be a duration such as 90s, 10m, 36h or 7d, not %q", s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, bad
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, bad
+	}
+	return d, nil
+}
+
+// formatDuration writes a duration the way parseDuration reads it, in days
+// when it is a whole number of them.
+func formatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+// validate checks every value, naming the key of each that is wrong. The
+// sign-in and retention limits are flows.Config's own.
+func (c *Config) validate() error {
+	var errs []error
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, c.keyError("listen", "must be host:port, like 127.0.0.1:8080, not %q", c.Listen))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || strings.ContainsAny(host, "/ ") {
+		errs = append(errs, c.keyError("listen", "must be host:port with a port from 0 to 65535, not %q", c.Listen))
+	}
+	if c.PublicURL != "" {
+		if err := flows.CheckServerURL(c.PublicURL); err != nil {
+			errs = append(errs, c.keyError("public_url", "%s", flowsReason(err)))
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, c.keyError("data_dir", "must not be empty"))
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+	case "postgres":
+		if c.Store.DSN == "" {
+			errs = append(errs, c.keyError("store.dsn", "is required with the postgres driver, like postgres://keystep@db.example.com/keystep"))
+		}
+	default:
+		errs = append(errs, c.keyError("store.driver", "must be sqlite or postgres, not %q", c.Store.Driver))
+	}
+	flowsChecks := []struct {
+		key string
+		set func(*flows.Config)
+	}{
+		{"signin.number_digits", func(f *flows.Config) { f.NumberDigits = c.SignIn.NumberDigits }},
+		{"signin.ttl", func(f *flows.Config) { f.SignInTTL = c.SignIn.TTL }},
+		{"invitation_ttl", func(f *flows.Config) { f.InvitationTTL = c.InvitationTTL }},
+		{"tombstone_retention", func(f *flows.Config) { f.TombstoneRetention = c.TombstoneRetention }},
+	}
+	for _, fc := range flowsChecks {
+		if err := checkFlowsConfig(fc.set); err != nil {
+			errs = append(errs, c.keyError(fc.key, "%s", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkFlowsConfig asks flows whether one policy value is acceptable, all
+// others being defaults, and returns flows' reason if not.
+func checkFlowsConfig(set func(*flows.Config)) error {
+	f := flows.Config{Origin: "http://keystep.invalid"}
+	set(&f)
+	if _, err := flows.New(nil, f); err != nil {
+		return errors.New(flowsReason(err))
+	}
+	return nil
+}
+
+// flowsReason is the reason in a flows validation error, without the
+// prefixes that say it is one.
+func flowsReason(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "flows config: ")
+	return strings.TrimPrefix(msg, flows.ErrInvalid.Error()+": ")
+}
+
+// flowsConfig is the policy part of c for flows.New.
+func (c *Config) flowsConfig(origin string) flows.Config {
+	return flows.Config{
+		Origin:             origin,
+		NumberDigits:       c.SignIn.NumberDigits,
+		SignInTTL:          c.SignIn.TTL,
+		InvitationTTL:      c.InvitationTTL,
+		TombstoneRetention: c.TombstoneRetention,
+	}
+}
+
+// fileConfig is the file's shape, for writing a configuration back out.
+type fileConfig struct {
+	Listen    string `yaml:"listen"`
+	PublicURL string `yaml:"public_url"`
+	DataDir   string `yaml:"data_dir"`
+	Store     struct {
+		Driver string `yaml:"driver"`
+		DSN    string `yaml:"dsn"`
+	} `yaml:"store"`
+	SignIn struct {
+		NumberDigits int    `yaml:"number_digits"`
+		TTL          string `yaml:"ttl"`
+	} `yaml:"signin"`
+	InvitationTTL      string `yaml:"invitation_ttl"`
+	TombstoneRetention string `yaml:"tombstone_retention"`
+}
+
+// marshalYAML writes c as a configuration file that parseYAML reads back.
+func (c *Config) marshalYAML() ([]byte, error) {
+	var f fileConfig
+	f.Listen, f.PublicURL, f.DataDir = c.Listen, c.PublicURL, c.DataDir
+	f.Store.Driver, f.Store.DSN = c.Store.Driver, c.Store.DSN
+	f.SignIn.NumberDigits, f.SignIn.TTL = c.SignIn.NumberDigits, formatDuration(c.SignIn.TTL)
+	f.InvitationTTL, f.TombstoneRetention = formatDuration(c.InvitationTTL), formatDuration(c.TombstoneRetention)
+	return yaml.Marshal(f)
+}
