@@ -109,7 +109,9 @@ func requestFor(id string) func(authenticator.Event) bool {
 }
 
 func resolved(id string) func(authenticator.Event) bool {
-	return func(ev authenticator.Event) bool { return ev.Kind == authenticator.EventResolved && ev.Resolved.ID == id }
+	return func(ev authenticator.Event) bool {
+		return ev.Kind == authenticator.EventResolved && ev.Resolved.ID == id
+	}
 }
 
 func TestEndToEnd(t *testing.T) {
