@@ -404,8 +404,12 @@ func (a *Authenticator) Accounts(ctx context.Context) ([]AccountStatus, error) {
 	return out, nil
 }
 
-// newRequest builds a device API request. With e set it carries the
-// device's signature headers over flows.RequestPayload.
+// newRequest builds a device API request to the server's URL followed by
+// pathQuery (an api.Path* with its query). With e set it carries the
+// device's signature headers over flows.RequestPayload. The path signed is
+// pathQuery itself, relative to the origin that the payload names: with the
+// server at the root of its host that is the request URI the server sees,
+// and behind a proxy that strips the public URL's path it still is.
 func (a *Authenticator) newRequest(ctx context.Context, e *Enrollment, server, method, pathQuery string, body []byte) (*http.Request, error) {
 	target := strings.TrimRight(server, "/") + pathQuery
 	var rd io.Reader
@@ -428,7 +432,7 @@ func (a *Authenticator) newRequest(ctx context.Context, e *Enrollment, server, m
 	}
 	t := a.now()
 	nonce := flows.NewSecret(16)
-	msg, err := flows.RequestPayload(e.Server, method, req.URL.RequestURI(), t, nonce, body)
+	msg, err := flows.RequestPayload(e.Server, method, pathQuery, t, nonce, body)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -32,12 +33,19 @@ type server struct {
 
 func startServer(t *testing.T, clock *clocktest.Clock) server {
 	t.Helper()
+	return startServerAt(t, clock, "")
+}
+
+// startServerAt serves the provider under a path prefix, as a reverse
+// proxy that strips the public URL's path would.
+func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string) server {
+	t.Helper()
 	ctx := context.Background()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	origin := "http://" + ln.Addr().String()
+	origin := "http://" + ln.Addr().String() + prefix
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystep.db"))
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
@@ -52,7 +60,11 @@ func startServer(t *testing.T, clock *clocktest.Clock) server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(p.Handler())
+	var h http.Handler = p.Handler()
+	if prefix != "" {
+		h = http.StripPrefix(prefix, h)
+	}
+	ts := httptest.NewUnstartedServer(h)
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
@@ -338,5 +350,26 @@ func TestEnrollRefusals(t *testing.T) {
 	}()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Stream after cancel = %v", err)
+	}
+}
+
+func TestServerBehindPathPrefix(t *testing.T) {
+	ctx := context.Background()
+	clock := clocktest.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	srv := startServerAt(t, clock, "/keystep")
+	dev, err := authenticator.Open(filepath.Join(t.TempDir(), "device.json"), authenticator.WithClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := enroll(t, ctx, srv, dev, "dave")
+	if e.Server != srv.origin {
+		t.Fatalf("enrolled at %s, not %s", e.Server, srv.origin)
+	}
+	c, err := srv.admin.TestSignIn(ctx, "dave", "push")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := dev.Approve(ctx, c.ID, c.Number); err != nil || d.Status != "approved" {
+		t.Fatalf("Approve behind a path prefix = %+v, %v", d, err)
 	}
 }
