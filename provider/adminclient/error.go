@@ -51,15 +51,9 @@ var problemErrors = map[string]error{
 	api.ProblemWrongNumber:        flows.ErrWrongNumber,
 }
 
-// Is makes errors.Is(err, flows.ErrAccountSuspended) and the like true for
-// the problem type that carries that error over the wire.
-func (e *Error) Is(target error) bool {
-	sentinel, ok := problemErrors[e.Problem.Type]
-	return ok && sentinel == target
-}
-
 // Unwrap returns the flows error the problem type stands for, if any, so
-// errors.Is sees through the problem to it.
+// that errors.Is(err, flows.ErrAccountSuspended) and the like hold for the
+// problem type that carries that error over the wire.
 func (e *Error) Unwrap() error { return problemErrors[e.Problem.Type] }
 
 // HasType reports whether err is (or wraps) an *Error whose problem type is

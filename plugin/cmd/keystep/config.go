@@ -19,11 +19,11 @@ import (
 // Config is the server's configuration: defaults, then the YAML file, then
 // the KEYSTEP_* environment, then the command line flags.
 type Config struct {
-	Listen             string        // address to listen on, host:port
-	PublicURL          string        // the URL devices and admins use; empty: http://<listen address>
-	DataDir            string        // where the SQLite file and the admin token live
-	Store              StoreConfig   //
-	SignIn             SignInConfig  //
+	Listen             string // address to listen on, host:port
+	PublicURL          string // the URL devices and admins use; empty: http://<listen address>
+	DataDir            string // where the SQLite file and the admin token live
+	Store              StoreConfig
+	SignIn             SignInConfig
 	InvitationTTL      time.Duration // 0: flows' default
 	TombstoneRetention time.Duration // 0: flows' default
 
