@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -292,14 +293,22 @@ func openStore(ctx context.Context, cfg Config, dataDir string) (flows.Store, st
 	}
 }
 
-// redactDSN hides a PostgreSQL connection string's password.
+// redactDSN hides a PostgreSQL connection string's password, in URL or
+// key=value form.
 func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
-		u.RawQuery = ""
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 		return u.Redacted()
 	}
-	return "(key=value connection string)"
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// kvPassword finds the password of a key=value connection string.
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
 
 // purgeLoop runs Flows.Purge every hour until ctx ends.
 func purgeLoop(ctx context.Context, svc *flows.Service, log *slog.Logger) {
