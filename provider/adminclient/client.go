@@ -271,6 +271,12 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, in
 		return err
 	}
 	defer resp.Body.Close()
+	return ReadAnswer(resp, out)
+}
+
+// ReadAnswer decodes a 2xx answer's JSON body into out and turns any other
+// answer into an *Error (see ReadError). It does not close the body.
+func ReadAnswer(resp *http.Response, out any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return ReadError(resp)
 	}

@@ -39,9 +39,6 @@ import (
 // DefaultTimeout bounds one device API call (not the request stream).
 const DefaultTimeout = 30 * time.Second
 
-// maxBody bounds a successful answer's body.
-const maxBody = 4 << 20
-
 var b64 = base64.RawURLEncoding
 
 // Authenticator is one device: a state file of enrollments and the clients
@@ -182,6 +179,12 @@ type Request struct {
 // returns what it could get, with an error naming each enrollment whose
 // server did not answer.
 func (a *Authenticator) Pending(ctx context.Context) ([]Request, error) {
+	return a.pending(ctx, "")
+}
+
+// pending lists the pending requests of each enrollment in turn; with id
+// set, it stops at the first request with that id and returns it alone.
+func (a *Authenticator) pending(ctx context.Context, id string) ([]Request, error) {
 	es, err := a.Enrollments()
 	if err != nil {
 		return nil, err
@@ -189,53 +192,31 @@ func (a *Authenticator) Pending(ctx context.Context) ([]Request, error) {
 	var out []Request
 	var errs []error
 	for _, e := range es {
-		rs, err := a.pendingOf(ctx, e)
-		if err != nil {
-			errs = append(errs, err)
+		var list api.RequestList
+		if err := a.send(ctx, &e, e.Server, http.MethodGet, api.PathRequests, nil, &list); err != nil {
+			errs = append(errs, fmt.Errorf("%s: pending requests: %w", e.Label(), err))
 			continue
 		}
-		for _, r := range rs {
-			out = append(out, Request{Enrollment: e, SignInRequest: r})
+		for _, r := range list.Requests {
+			req := Request{Enrollment: e, SignInRequest: r}
+			if id != "" && r.ID == id {
+				return []Request{req}, nil
+			}
+			out = append(out, req)
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
-func (a *Authenticator) pendingOf(ctx context.Context, e Enrollment) ([]api.SignInRequest, error) {
-	var list api.RequestList
-	if err := a.send(ctx, &e, e.Server, http.MethodGet, api.PathRequests, nil, &list); err != nil {
-		return nil, fmt.Errorf("%s: pending requests: %w", e.Label(), err)
-	}
-	return list.Requests, nil
-}
-
 // find asks each enrollment's server for its pending requests until one
-// holds the request id.
+// holds the request id: that tells which enrollment the request is for.
 func (a *Authenticator) find(ctx context.Context, id string) (Request, error) {
-	es, err := a.Enrollments()
-	if err != nil {
-		return Request{}, err
+	rs, err := a.pending(ctx, id)
+	if len(rs) == 1 && rs[0].ID == id {
+		return rs[0], nil
 	}
-	if len(es) == 0 {
-		return Request{}, errors.New("no account is enrolled on this device")
-	}
-	var errs []error
-	for _, e := range es {
-		rs, err := a.pendingOf(ctx, e)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, r := range rs {
-			if r.ID == id {
-				return Request{Enrollment: e, SignInRequest: r}, nil
-			}
-		}
-	}
-	if len(errs) == len(es) {
-		return Request{}, errors.Join(errs...)
-	}
-	return Request{}, errors.Join(append([]error{fmt.Errorf("no pending request %q for any account on this device (it may have been decided or expired): %w", id, flows.ErrNotFound)}, errs...)...)
+	notFound := fmt.Errorf("no pending request %q for any account on this device (it may have been decided or expired): %w", id, flows.ErrNotFound)
+	return Request{}, errors.Join(notFound, err)
 }
 
 // Approve approves a pending push request with the number shown on the
@@ -460,11 +441,5 @@ func (a *Authenticator) send(ctx context.Context, e *Enrollment, server, method,
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return adminclient.ReadError(resp)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
-	return nil
+	return adminclient.ReadAnswer(resp, out)
 }
