@@ -170,4 +170,3 @@ func signDecision(b *testing.B, p phone, ch flows.Challenge) flows.DecisionReque
 	}
 	return flows.DecisionRequest{SignInID: ch.SignIn.ID, DeviceID: p.device.ID, Decision: flows.DecisionApprove, Method: flows.MethodPush, Number: ch.Number, Time: now, Signature: sig}
 }
-
