@@ -108,7 +108,6 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		var stop func()
 		wake, stop = s.flows.Events().Subscribe(flows.AuditTopic) // before the first read
 		defer stop()
-		timeout = s.clock.After(wait)
 	}
 	for {
 		evs, err := s.flows.Audit(r.Context(), f)
@@ -123,6 +122,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 			}
 			writeJSON(w, http.StatusOK, out)
 			return
+		}
+		if timeout == nil {
+			timeout = s.clock.After(wait) // armed only when there is something to wait for
 		}
 		select {
 		case <-wake:
