@@ -148,8 +148,8 @@ func TestAdminInvitationsAndDevices(t *testing.T) {
 		t.Fatalf("devices %+v", list)
 	}
 	unreg := strings.Replace(userPath(api.PathDeviceUnreg, "alice"), "{device}", p1.id, 1)
-	wantProblem(t, e.admin("POST", unreg, nil), http.StatusBadRequest, api.ProblemInvalid)                        // no body
-	wantProblem(t, e.admin("POST", unreg, api.Unregister{}), http.StatusBadRequest, api.ProblemInvalid)           // no reason
+	wantProblem(t, e.admin("POST", unreg, nil), http.StatusBadRequest, api.ProblemInvalid)              // no body
+	wantProblem(t, e.admin("POST", unreg, api.Unregister{}), http.StatusBadRequest, api.ProblemInvalid) // no reason
 	wantProblem(t, e.admin("POST", strings.Replace(unreg, p1.id, "nodevice", 1), api.Unregister{Reason: "x"}), http.StatusNotFound, api.ProblemNotFound)
 	d := decode[api.Device](t, e.admin("POST", unreg, api.Unregister{Reason: "lost"}), http.StatusOK)
 	if d.ID != p1.id || d.State != "unregistered" || d.UnregisteredAt.IsZero() {

@@ -95,12 +95,23 @@ const healthTimeout = 5 * time.Second
 
 // health answers {"status":"ok"} once the store answers a cheap query.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	if _, err := s.flows.Audit(ctx, flows.AuditFilter{Limit: 1}); err != nil {
+	if err := s.pingStore(r.Context()); err != nil {
 		s.log.Error("health check failed", "request_id", requestID(r.Context()), "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// pingStore runs a cheap query; a store that panics counts as down.
+func (s *Server) pingStore(ctx context.Context) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("store panicked: %v", v)
+		}
+	}()
+	_, err = s.flows.Audit(ctx, flows.AuditFilter{Limit: 1})
+	return err
 }
