@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/api"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
-	"github.com/keystep/keystep/flows"
-	"github.com/keystep/keystep/provider/api"
 )
 
 func TestNewRefuses(t *testing.T) {
