@@ -29,6 +29,10 @@ var migrations embed.FS
 // other: the store has a single connection.
 const BusyTimeoutMillis = 10000
 
+// ReadConns is how many read-only connections serve reads outside
+// transactions.
+const ReadConns = 4
+
 // Dialect returns the SQLite dialect of the shared SQL store.
 func Dialect() sqlstore.Dialect {
 	sub, err := fs.Sub(migrations, "migrations")
@@ -92,8 +96,19 @@ func Open(ctx context.Context, path string) (flows.Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	s, err := sqlstore.New(ctx, db, Dialect())
+	// Readers outside transactions get their own connections, which WAL
+	// lets run beside the writer, so a waiter re-reading a sign-in never
+	// queues behind a write.
+	reader, err := sql.Open("sqlite", dsn(abs)+"&_pragma=query_only(1)")
 	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite store %q: %w", abs, err)
+	}
+	reader.SetMaxOpenConns(ReadConns)
+	reader.SetMaxIdleConns(ReadConns)
+	s, err := sqlstore.NewWithReader(ctx, db, reader, Dialect())
+	if err != nil {
+		_ = reader.Close()
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite store %q: %w", abs, err)
 	}

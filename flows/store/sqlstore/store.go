@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/keystep/keystep/flows"
 )
@@ -12,9 +13,11 @@ import (
 // Store is flows.Store over a *sql.DB. Build one with New.
 type Store struct {
 	ops
-	db    *sql.DB
-	d     Dialect
-	stmts [numQueries]*sql.Stmt
+	db     *sql.DB
+	reader *sql.DB // optional: read-only connections for reads outside transactions
+	d      Dialect
+	stmts  [numQueries]*sql.Stmt
+	reads  [numQueries]*sql.Stmt // SELECTs prepared on reader
 }
 
 var (
@@ -52,12 +55,42 @@ func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 	return s, nil
 }
 
+// NewWithReader is New with a second pool of read-only connections on the
+// same database (SQLite in WAL mode lets readers run beside the single
+// writer). Reads outside a transaction go to reader; everything else, and
+// every read inside InTx, goes to db. The Store owns both from then on.
+func NewWithReader(ctx context.Context, db, reader *sql.DB, d Dialect) (*Store, error) {
+	s, err := New(ctx, db, d)
+	if err != nil {
+		return nil, err
+	}
+	s.reader = reader
+	for q := range numQueries {
+		text := queryText[q]
+		if q == qAuditLock || !strings.HasPrefix(text, "SELECT") {
+			continue
+		}
+		st, err := reader.PrepareContext(ctx, d.rebind(text))
+		if err != nil {
+			s.closeStmts()
+			return nil, fmt.Errorf("%s store: prepare %q for reading: %w", d.Name, text, err)
+		}
+		s.reads[q] = st
+	}
+	return s, nil
+}
+
 // DB returns the database the store runs on, for maintenance and tests.
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close releases the prepared statements and closes the database.
 func (s *Store) Close() error {
 	s.closeStmts()
+	if s.reader != nil {
+		if err := s.reader.Close(); err != nil {
+			return fmt.Errorf("close %s store reader: %w", s.d.Name, err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close %s store: %w", s.d.Name, err)
 	}
@@ -65,10 +98,12 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeStmts() {
-	for i, st := range s.stmts {
-		if st != nil {
-			_ = st.Close()
-			s.stmts[i] = nil
+	for _, set := range []*[numQueries]*sql.Stmt{&s.stmts, &s.reads} {
+		for i, st := range set {
+			if st != nil {
+				_ = st.Close()
+				set[i] = nil
+			}
 		}
 	}
 }
@@ -142,6 +177,9 @@ func (o ops) stmt(ctx context.Context, q query) *sql.Stmt {
 	st := o.s.stmts[q]
 	if o.tx != nil {
 		return o.tx.StmtContext(ctx, st)
+	}
+	if r := o.s.reads[q]; r != nil {
+		return r
 	}
 	return st
 }
