@@ -23,8 +23,10 @@ const HeartbeatInterval = 15 * time.Second
 // by polling, and ends when the device or its account can no longer sign,
 // or the client goes away.
 //
-// The stream clears its own write deadline through http.ResponseController,
-// so an http.Server WriteTimeout does not cut it.
+// The stream sets its own rolling write deadline through
+// http.ResponseController (streamWriteTimeout past each round of writes),
+// so an http.Server WriteTimeout does not cut it, while a peer that stops
+// reading is still cut off.
 func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte, d flows.Device, a flows.Account) {
 	if a.State != flows.AccountActive {
 		s.fail(w, r, fmt.Errorf("request stream of %s: %w", a.ID, flows.ErrAccountSuspended))
@@ -42,15 +44,15 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 	}
 
 	rc := http.NewResponseController(w)
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Warn("request stream: cannot clear the write deadline", "request_id", requestID(ctx), "err", err)
+	st := &stream{w: w, rc: rc, known: map[string]flows.SignIn{}}
+	if err := st.armDeadline(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("request stream: cannot set the write deadline", "request_id", requestID(ctx), "err", err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // tell nginx-like proxies not to buffer
 	w.WriteHeader(http.StatusOK)
 
-	st := &stream{w: w, rc: rc, known: map[string]flows.SignIn{}}
 	for _, sgn := range pending {
 		st.known[sgn.ID] = sgn
 		st.send(api.EventRequest, signInRequest(sgn))
@@ -66,12 +68,15 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 			return
 		case <-heartbeat:
 			heartbeat = s.clock.After(HeartbeatInterval)
+			_ = st.armDeadline()
 			st.comment("heartbeat")
 		case <-wake:
+			_ = st.armDeadline()
 			err = s.refreshStream(ctx, st, d)
 			expiry = st.expiryTimer(s.clock)
 		case <-expiry:
 			// a request's time is up: the refresh reports it resolved
+			_ = st.armDeadline()
 			err = s.refreshStream(ctx, st, d)
 			expiry = st.expiryTimer(s.clock)
 		}
@@ -85,6 +90,17 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 			return
 		}
 	}
+}
+
+// streamWriteTimeout is how long one round of writes on the stream may
+// block; it is real (network) time, not the injected clock.
+const streamWriteTimeout = 2 * HeartbeatInterval
+
+// armDeadline gives the coming round of writes streamWriteTimeout. A
+// deadline that passes while the stream is idle harms nothing: the next
+// round moves it before it writes.
+func (st *stream) armDeadline() error {
+	return st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 }
 
 // errStreamOver ends a stream whose device or account can no longer sign.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,4 +149,42 @@ func TestRequestStreamClientGoesAway(t *testing.T) {
 	}
 	// The server's subscription is gone: a later request begins fine.
 	e.testSignIn("alice")
+}
+
+// The caller's http.Server may have a WriteTimeout far shorter than a
+// stream: the stream moves its own deadline. With a 1 ns timeout every
+// write would fail if it did not.
+func TestRequestStreamOutlivesWriteTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice")
+	p := e.enroll("alice")
+
+	ts := httptest.NewUnstartedServer(e.srv.Handler())
+	ts.Config.WriteTimeout = time.Nanosecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithCancel(e.ctx)
+	t.Cleanup(cancel)
+	req := e.signed(p, "GET", api.PathRequestStream, nil, e.clock.Now(), flows.NewSecret(16)).WithContext(ctx)
+	req.URL.Host = strings.TrimPrefix(ts.URL, "http://")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("stream under a 1 ns WriteTimeout: %v", err)
+	}
+	defer resp.Body.Close()
+	events := readEvents(resp)
+	ch := e.testSignIn("alice")
+	if got := wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest); got.ID != ch.ID {
+		t.Fatalf("event %+v", got)
+	}
+
+	// The admin long-poll moves its deadline too.
+	poll, _ := http.NewRequest("GET", ts.URL+api.AdminPrefix+"/signins/"+ch.ID+"?wait=1ms", nil)
+	poll.Header.Set("Authorization", "Bearer "+testToken)
+	presp, err := http.DefaultClient.Do(poll)
+	if err != nil {
+		t.Fatalf("long-poll under a 1 ns WriteTimeout: %v", err)
+	}
+	defer presp.Body.Close()
+	decode[api.SignIn](t, presp, http.StatusOK)
 }
