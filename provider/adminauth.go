@@ -24,6 +24,8 @@ func (s *Server) authAdmin(next http.HandlerFunc) http.HandlerFunc {
 		}
 		if !s.adminTokenOK(r.Header.Get("Authorization")) {
 			s.adminLimit.take(key)
+			s.log.Warn("admin API: refused a request without the admin token", "request_id", requestID(r.Context()),
+				"client", clientKey(r), "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="keystep admin API"`)
 			writeProblem(w, problem(api.ProblemUnauthorized, http.StatusUnauthorized,
 				"the admin API needs the header Authorization: Bearer <admin token>"))

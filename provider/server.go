@@ -3,6 +3,12 @@
 // the wire format of provider/api to calls on flows.Service and map flows'
 // errors to RFC 9457 problem documents.
 //
+// Successful calls answer 200, except those that create something, which
+// answer 201 Created: enrollment (POST /device/v1/enroll), a new user, an
+// invitation and a test sign-in (the last three with a Location header).
+// Every response carries an X-Request-Id header; an internal error's problem
+// document quotes it, and the log holds the error under the same id.
+//
 // Long-lived responses (the device request stream, long-polls of the admin
 // API) extend their own write deadlines through http.ResponseController, so
 // the caller's http.Server may keep a short WriteTimeout for everything else.

@@ -32,6 +32,11 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 		s.fail(w, r, fmt.Errorf("request stream of %s: %w", a.ID, flows.ErrAccountSuspended))
 		return
 	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	ctx := r.Context()
 	// Subscribe before the first listing, so a request begun in between
 	// still wakes us.
