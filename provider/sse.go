@@ -113,7 +113,8 @@ var errStreamOver = errors.New("device can no longer sign")
 
 // refreshStream re-reads the device, its account and its pending requests
 // and sends what changed. Once the device or its account can no longer sign,
-// every request it knew of is reported resolved and the stream is over.
+// the requests it knew of that were closed with it are reported resolved
+// and the stream is over.
 func (s *Server) refreshStream(ctx context.Context, st *stream, d flows.Device) error {
 	store := s.flows.Store()
 	cur, err := store.GetDevice(ctx, d.ID)
@@ -145,6 +146,9 @@ func (s *Server) refreshStream(ctx context.Context, st *stream, d flows.Device) 
 		sgn, err := s.flows.GetSignIn(ctx, id)
 		if err != nil {
 			return fmt.Errorf("resolved sign-in %s: %w", id, err)
+		}
+		if sgn.Status == flows.StatusPending {
+			continue // still open for the account's other devices
 		}
 		st.send(api.EventResolved, api.ResolvedEvent{ID: id, Status: string(sgn.Status)})
 	}

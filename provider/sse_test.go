@@ -127,14 +127,7 @@ func TestRequestStreamEnds(t *testing.T) {
 			if res := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); res.ID != ch.ID || res.Status != "cancelled" {
 				t.Fatalf("resolved %+v", res)
 			}
-			select {
-			case ev, ok := <-events:
-				if ok {
-					t.Fatalf("event %+v after the end", ev)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the stream did not end")
-			}
+			waitEnd(t, events)
 		})
 	}
 }
@@ -187,4 +180,42 @@ func TestRequestStreamOutlivesWriteTimeout(t *testing.T) {
 	}
 	defer presp.Body.Close()
 	decode[api.SignIn](t, presp, http.StatusOK)
+}
+
+// A device unregistered while its account keeps another one: its stream
+// ends, and the request that stays open for the other device is not
+// reported resolved.
+func TestRequestStreamEndsForOneDevice(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("alice")
+	p, other := e.enroll("alice"), e.enroll("alice")
+	e.testSignIn("alice")
+	events, _ := e.openStream(p)
+	wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest)
+	path := strings.Replace(userPath(api.PathDeviceUnreg, "alice"), "{device}", p.id, 1)
+	decode[api.Device](t, e.admin("POST", path, api.Unregister{Reason: "lost"}), http.StatusOK)
+	waitEnd(t, events)
+	if got := e.pendingFor(other); len(got) != 1 {
+		t.Fatalf("the other device sees %d requests", len(got))
+	}
+}
+
+// waitEnd waits for the stream to end with no more events than heartbeats;
+// the timeout only turns a hang into a failure.
+func waitEnd(t *testing.T, events <-chan sse) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Event != "comment" {
+				t.Fatalf("event %+v before the end", ev)
+			}
+		case <-timeout:
+			t.Fatal("the stream did not end")
+		}
+	}
 }
