@@ -3,6 +3,8 @@ package flows
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"time"
 )
@@ -260,6 +262,9 @@ func (s *Service) AuthenticateDevice(ctx context.Context, p DeviceProof) (Device
 	}
 	d, err := s.store.GetDevice(ctx, p.DeviceID)
 	if isNotFound(err) {
+		// Spend the time a verification takes, so timing does not tell
+		// whether the device id exists.
+		VerifyES256(&decoyKey.PublicKey, []byte(p.Nonce), p.Signature)
 		return Device{}, Account{}, fmt.Errorf("device proof: %w", ErrBadSignature)
 	}
 	if err != nil {
@@ -292,6 +297,15 @@ func (s *Service) AuthenticateDevice(ctx context.Context, p DeviceProof) (Device
 	}
 	return d, a, nil
 }
+
+// decoyKey is verified against when a device id is unknown.
+var decoyKey = func() *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic("keystep: generate decoy key: " + err.Error())
+	}
+	return k
+}()
 
 // activeDevice loads a device that may decide for accountID.
 func (s *Service) activeDevice(ctx context.Context, deviceID, accountID string) (Device, *ecdsa.PublicKey, error) {

@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"RollbackChanges", testTxRollbackChanges},
 		{"RollbackOnPanic", testTxRollbackOnPanic},
 		{"AuditAfterRollback", testTxAuditAfterRollback},
+		{"UseAfterClose", testUseAfterClose},
 	}
 	t.Run("Tx", func(t *testing.T) {
 		for _, tc := range transactional {
@@ -342,3 +343,17 @@ var _ flows.Tx = eachInTx{}
 
 // errRollback is what the transaction tests return to make InTx roll back.
 var errRollback = fmt.Errorf("storetest: roll back")
+
+// testUseAfterClose checks that a closed store answers errors, not panics.
+func testUseAfterClose(t *testing.T, s flows.Store) {
+	ctx := context.Background()
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if _, err := s.GetAccount(ctx, "x"); err == nil {
+		t.Fatal("GetAccount on a closed store succeeded")
+	}
+	if err := s.InTx(ctx, func(tx flows.Tx) error { return nil }); err == nil {
+		t.Fatal("InTx on a closed store succeeded")
+	}
+}
