@@ -198,7 +198,7 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 			return nil
 		}
 		if to == AccountRemoved {
-			if err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
+			if _, err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
 				return err
 			}
 			if _, err := tx.RevokeInvitations(ctx, a.ID, now); err != nil {

@@ -190,17 +190,9 @@ func (s *Service) UnregisterAllDevices(ctx context.Context, actor, ref, reason s
 	var n int
 	var cancelled []string
 	err = s.write(ctx, func(tx Tx) error {
-		ds, err := tx.ListDevices(ctx, a.ID)
-		if err != nil {
+		var err error
+		if n, err = s.unregisterAll(ctx, tx, actor, a.ID, now, reason); err != nil {
 			return err
-		}
-		for _, d := range ds {
-			if d.State == DeviceActive {
-				if err := s.unregister(ctx, tx, actor, d, now, reason); err != nil {
-					return err
-				}
-				n++
-			}
 		}
 		cancelled, err = s.cancelPending(ctx, tx, actor, a.ID, now, "no registered device")
 		return err
@@ -214,20 +206,23 @@ func (s *Service) UnregisterAllDevices(ctx context.Context, actor, ref, reason s
 	return n, nil
 }
 
-// unregisterAll unregisters every active device of an account inside tx.
-func (s *Service) unregisterAll(ctx context.Context, tx Tx, actor, accountID string, now time.Time, reason string) error {
+// unregisterAll unregisters every active device of an account inside tx
+// and returns how many it unregistered.
+func (s *Service) unregisterAll(ctx context.Context, tx Tx, actor, accountID string, now time.Time, reason string) (int, error) {
 	ds, err := tx.ListDevices(ctx, accountID)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, d := range ds {
 		if d.State == DeviceActive {
 			if err := s.unregister(ctx, tx, actor, d, now, reason); err != nil {
-				return err
+				return n, err
 			}
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 func (s *Service) unregister(ctx context.Context, tx Tx, actor string, d Device, now time.Time, reason string) error {
