@@ -51,23 +51,8 @@ func BenchmarkPushSignIn(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				ch, err := svc.Begin(e.ctx, flows.BeginRequest{Username: "alice", Client: "Payroll"})
-				if err != nil {
+				if err := pushSignIn(e, "alice", p); err != nil {
 					b.Fatal(err)
-				}
-				woken := make(chan flows.SignInStatus, 1)
-				go func() {
-					s, err := svc.Await(e.ctx, ch.SignIn.ID)
-					if err != nil {
-						b.Error(err)
-					}
-					woken <- s.Status
-				}()
-				if _, err := svc.Decide(e.ctx, signDecision(b, p, ch)); err != nil {
-					b.Fatal(err)
-				}
-				if st := <-woken; st != flows.StatusApproved {
-					b.Fatalf("waiter saw %s", st)
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
@@ -102,22 +87,8 @@ func BenchmarkPushSignInParallel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				p := <-phones
 				for pb.Next() {
-					ch, err := svc.Begin(e.ctx, flows.BeginRequest{Username: p.device.Name, Client: "Payroll"})
-					if err != nil {
+					if err := pushSignIn(e, p.device.Name, p); err != nil {
 						b.Error(err)
-						return
-					}
-					woken := make(chan flows.SignInStatus, 1)
-					go func() {
-						s, _ := svc.Await(e.ctx, ch.SignIn.ID)
-						woken <- s.Status
-					}()
-					if _, err := svc.Decide(e.ctx, signDecision(b, p, ch)); err != nil {
-						b.Error(err)
-						return
-					}
-					if st := <-woken; st != flows.StatusApproved {
-						b.Errorf("waiter saw %s", st)
 						return
 					}
 				}
@@ -158,15 +129,33 @@ func (e *env) enrollReal(user string) phone {
 	return phone{key: key, device: d}
 }
 
-func signDecision(b *testing.B, p phone, ch flows.Challenge) flows.DecisionRequest {
+// pushSignIn is one complete push sign-in: Begin, a waiter in Await, the
+// phone's signed approval, Decide, and the waiter woken with the result.
+func pushSignIn(e *env, user string, p phone) error {
+	ch, err := e.svc.Begin(e.ctx, flows.BeginRequest{Username: user, Client: "Payroll"})
+	if err != nil {
+		return err
+	}
+	woken := make(chan flows.SignIn, 1)
+	go func() {
+		s, _ := e.svc.Await(e.ctx, ch.SignIn.ID)
+		woken <- s
+	}()
 	now := time.Now()
 	msg, err := flows.DecisionPayload(origin, ch.SignIn.ID, ch.SignIn.Nonce, flows.DecisionApprove, flows.MethodPush, ch.Number, now)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	sig, err := flows.SignES256(p.key, msg)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	return flows.DecisionRequest{SignInID: ch.SignIn.ID, DeviceID: p.device.ID, Decision: flows.DecisionApprove, Method: flows.MethodPush, Number: ch.Number, Time: now, Signature: sig}
+	d := flows.DecisionRequest{SignInID: ch.SignIn.ID, DeviceID: p.device.ID, Decision: flows.DecisionApprove, Method: flows.MethodPush, Number: ch.Number, Time: now, Signature: sig}
+	if _, err := e.svc.Decide(e.ctx, d); err != nil {
+		return err
+	}
+	if s := <-woken; s.Status != flows.StatusApproved {
+		return fmt.Errorf("waiter saw %s", s.Status)
+	}
+	return nil
 }
