@@ -102,6 +102,11 @@ func (s *Service) Enroll(ctx context.Context, r EnrollRequest) (Device, Account,
 		if err := tx.RedeemInvitation(ctx, inv.ID, now, d.ID); err != nil {
 			return err
 		}
+		if s.cfg.ReplaceDevicesOnEnroll {
+			if _, err := s.unregisterAll(ctx, tx, "device:"+d.ID, a.ID, now, "replaced by new enrollment"); err != nil {
+				return err
+			}
+		}
 		if err := tx.CreateDevice(ctx, d); err != nil {
 			return err
 		}

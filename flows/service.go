@@ -26,6 +26,10 @@ type Config struct {
 	// MaxClockSkew bounds the difference between a device's signed time and
 	// the server's (default 5 minutes).
 	MaxClockSkew time.Duration
+	// ReplaceDevicesOnEnroll unregisters an account's other devices when it
+	// enrolls a new one, in the same transaction (default false: the old
+	// devices stay registered until an administrator unregisters them).
+	ReplaceDevicesOnEnroll bool
 }
 
 // MaxSignInTTL is the longest a sign-in may wait (NIST SP 800-63B: 10 minutes).
