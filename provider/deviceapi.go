@@ -16,6 +16,7 @@ func (s *Server) routeDevice() {
 	s.mux.HandleFunc("GET "+api.PathRequestStream, s.authDevice(s.requestStream))
 	s.mux.HandleFunc("POST "+api.PathDecision, s.authDevice(s.decide))
 	s.mux.HandleFunc("POST "+api.PathQRClaim, s.authDevice(s.claimQR))
+	s.mux.HandleFunc("POST "+api.PathRebind, s.authDevice(s.rebind))
 }
 
 // enroll redeems an invitation for a new device. It needs no device
