@@ -29,7 +29,29 @@ need_pkg() {
 	fi
 }
 
+# need_pkg_py MODULE PACKAGE: install PACKAGE with apt when no python3 can
+# import MODULE. It looks where internal/smtptest does: $KEYSTEP_TEST_PYTHON
+# when set, else python3 on PATH and /usr/bin/python3 (where Debian's
+# python3-* packages go, even when PATH starts with another python3).
+need_pkg_py() {
+	local mod=$1 pkg=$2 py
+	for py in ${KEYSTEP_TEST_PYTHON:-python3 /usr/bin/python3}; do
+		if "$py" -c "import $mod" >/dev/null 2>&1; then
+			return
+		fi
+	done
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		log "installing $pkg"
+		if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+	else
+		echo "missing python module $mod: install the Debian package $pkg" >&2
+		exit 1
+	fi
+}
+
 need_pkg initdb postgresql
+need_pkg_py aiosmtpd python3-aiosmtpd
 
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
