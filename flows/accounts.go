@@ -197,6 +197,9 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 		if to == AccountActive {
 			return nil
 		}
+		if _, err := tx.RevokeCodes(ctx, a.ID, "", "", now); err != nil { // no code outlives eligibility
+			return err
+		}
 		if to == AccountRemoved {
 			if _, err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
 				return err

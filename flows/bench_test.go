@@ -41,7 +41,7 @@ func BenchmarkPushSignIn(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			st := benchStores[name](b)
 			defer st.Close()
-			svc, err := flows.New(st, flows.Config{Origin: origin})
+			svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func BenchmarkPushSignInParallel(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			st := benchStores[name](b)
 			defer st.Close()
-			svc, err := flows.New(st, flows.Config{Origin: origin})
+			svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}})
 			if err != nil {
 				b.Fatal(err)
 			}

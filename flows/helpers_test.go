@@ -26,7 +26,7 @@ type env struct {
 	store flows.Store
 }
 
-func newEnv(t testing.TB, cfg flows.Config) *env {
+func newEnv(t testing.TB, cfg flows.Config, opts ...flows.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystep.db"))
@@ -34,16 +34,22 @@ func newEnv(t testing.TB, cfg flows.Config) *env {
 		t.Fatalf("open sqlite: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return newEnvOn(t, st, cfg)
+	return newEnvOn(t, st, cfg, opts...)
 }
 
-func newEnvOn(t testing.TB, st flows.Store, cfg flows.Config) *env {
+// testCodeKey is the code key of the tests' services.
+var testCodeKey = []byte("keystep-test-code-key-0123456789abcdef")
+
+func newEnvOn(t testing.TB, st flows.Store, cfg flows.Config, opts ...flows.Option) *env {
 	t.Helper()
 	clock := clocktest.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 	if cfg.Origin == "" {
 		cfg.Origin = origin
 	}
-	svc, err := flows.New(st, cfg, flows.WithClock(clock))
+	if cfg.CodeKey == nil {
+		cfg.CodeKey = testCodeKey
+	}
+	svc, err := flows.New(st, cfg, append([]flows.Option{flows.WithClock(clock)}, opts...)...)
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}

@@ -26,6 +26,9 @@ type Config struct {
 	// MaxClockSkew bounds the difference between a device's signed time and
 	// the server's (default 5 minutes).
 	MaxClockSkew time.Duration
+	// CodeConfig is the policy of codes, lockouts and push limits; its
+	// CodeKey is required.
+	CodeConfig
 	// ReplaceDevicesOnEnroll unregisters an account's other devices when it
 	// enrolls a new one, in the same transaction (default false: the old
 	// devices stay registered until an administrator unregisters them).
@@ -69,16 +72,19 @@ func (c *Config) setDefaults() error {
 	if c.MaxClockSkew < time.Second || c.MaxClockSkew > time.Hour {
 		return invalidf("max clock skew must be 1s to 1h, not %s", c.MaxClockSkew)
 	}
-	return nil
+	return c.CodeConfig.setDefaults()
 }
 
 // Service runs keystep's flows over a Store. It is safe for concurrent use.
 type Service struct {
-	store  Store
-	events Events
-	clock  Clock
-	log    *slog.Logger
-	cfg    Config
+	store   Store
+	events  Events
+	clock   Clock
+	log     *slog.Logger
+	cfg     Config
+	email   EmailSender  // nil: no email codes
+	sms     SMSSender    // nil: no SMS codes
+	alerter AdminAlerter // nil: alerts are only logged
 }
 
 // Option changes how New builds a Service.
@@ -105,8 +111,13 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	return s, nil
 }
 
-// Config returns the effective policy, defaults filled in.
-func (s *Service) Config() Config { return s.cfg }
+// Config returns the effective policy, defaults filled in, without the
+// code key.
+func (s *Service) Config() Config {
+	c := s.cfg
+	c.CodeKey = nil
+	return c
+}
 
 // Store returns the store the service runs on.
 func (s *Service) Store() Store { return s.store }
@@ -144,8 +155,9 @@ func (s *Service) VerifyAudit(ctx context.Context) (AuditVerification, error) {
 	return VerifyAuditChain(ctx, s.store)
 }
 
-// Purge deletes what has outlived its retention: removed accounts' tombstones
-// and spent nonces. Run it periodically.
+// Purge deletes what has outlived its retention: removed accounts'
+// tombstones, spent nonces, codes a day after they expired, and ended
+// rate-limit windows. Run it periodically.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
 	err := s.write(ctx, func(tx Tx) error {
@@ -159,6 +171,12 @@ func (s *Service) Purge(ctx context.Context) error {
 			if _, err := tx.AppendAudit(ctx, ev); err != nil {
 				return err
 			}
+		}
+		if err := tx.PurgeCodes(ctx, now.Add(-codeRetention)); err != nil {
+			return err
+		}
+		if err := tx.PurgeRateLimits(ctx, now); err != nil {
+			return err
 		}
 		return tx.PurgeNonces(ctx, now)
 	})

@@ -26,6 +26,9 @@ type Challenge struct {
 	SignIn    SignIn
 	Number    string // empty when push is not open
 	QRPayload string // empty when QR is not open
+	// PushSuppressed says why push was asked for but left out (QR took its
+	// place): PushSuppressedRate or PushSuppressedFraud; empty otherwise.
+	PushSuppressed string
 }
 
 func (r *BeginRequest) check() error {
@@ -45,7 +48,7 @@ func (r *BeginRequest) check() error {
 		r.Methods = []Method{MethodPush, MethodQR}
 	}
 	for i, m := range r.Methods {
-		if m != MethodPush && m != MethodQR {
+		if m != MethodPush && m != MethodQR && !m.IsCode() {
 			return invalidf("unknown method %q", m)
 		}
 		if slices.Contains(r.Methods[:i], m) {
@@ -55,11 +58,20 @@ func (r *BeginRequest) check() error {
 	return nil
 }
 
-// Begin starts a sign-in: the account must be active and have a registered
-// device. Push requests become visible to the account's devices at once.
+// Begin starts a sign-in: the account must be active. Push and QR need a
+// registered device; without one they are left out, and the sign-in goes on
+// if a code method (sms, email, override) is open, else it is ErrNoDevice.
+// Push is left out, QR taking its place, past the push limit or while a
+// fraud report blocks pushes (Challenge.PushSuppressed says which). Push
+// requests become visible to the account's devices at once.
 func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) {
 	if err := r.check(); err != nil {
 		return Challenge{}, err
+	}
+	for _, m := range r.Methods {
+		if m.IsCode() && !s.cfg.codeMethodOpen(m) {
+			return Challenge{}, fmt.Errorf("begin sign-in: %s codes are turned off on this server: %w", m, ErrMethodNotAllowed)
+		}
 	}
 	var a Account
 	var err error
@@ -78,15 +90,26 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 	if err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
 	}
+	methods := r.Methods
 	if !slices.ContainsFunc(ds, func(d Device) bool { return d.State == DeviceActive }) {
-		return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, ErrNoDevice)
+		methods = slices.DeleteFunc(slices.Clone(methods), func(m Method) bool { return m == MethodPush || m == MethodQR })
+		if len(methods) == 0 {
+			return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, ErrNoDevice)
+		}
 	}
 	now := s.now()
+	var suppressed string
+	var tellAdmins bool
+	if slices.Contains(methods, MethodPush) {
+		if methods, suppressed, tellAdmins, err = s.pushGate(ctx, a, methods, now); err != nil {
+			return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
+		}
+	}
 	sgn := SignIn{
 		ID: NewID(), AccountID: a.ID, Client: r.Client, IP: r.IP, UserAgent: r.UserAgent,
-		Methods: r.Methods, Nonce: NewSecret(16), CreatedAt: now, ExpiresAt: now.Add(s.cfg.SignInTTL), Status: StatusPending,
+		Methods: methods, Nonce: NewSecret(16), CreatedAt: now, ExpiresAt: now.Add(s.cfg.SignInTTL), Status: StatusPending,
 	}
-	ch := Challenge{SignIn: sgn}
+	ch := Challenge{SignIn: sgn, PushSuppressed: suppressed}
 	if sgn.HasMethod(MethodPush) {
 		ch.Number = randomDigits(s.cfg.NumberDigits)
 		sgn.Number = ch.Number
@@ -106,14 +129,34 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 		}
 		ev := auditAt(now, actor, AuditSignInStarted)
 		ev.AccountID, ev.SignInID, ev.Detail = a.ID, sgn.ID, r.Client
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+		if suppressed == "" {
+			return nil
+		}
+		ev = auditAt(now, "system", AuditPushSuppressed)
+		ev.AccountID, ev.SignInID, ev.Detail = a.ID, sgn.ID, pushSuppressedDetail(suppressed, s.cfg)
 		_, err := tx.AppendAudit(ctx, ev)
 		return err
 	}, accountTopic(a.ID))
 	if err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
 	}
+	if tellAdmins {
+		s.alert(ctx, AdminAlert{Kind: AlertPushLimit, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID,
+			Detail: pushSuppressedDetail(suppressed, s.cfg), Time: now})
+	}
 	ch.SignIn = sgn
 	return ch, nil
+}
+
+// pushSuppressedDetail says why push was left out of a sign-in.
+func pushSuppressedDetail(why string, c Config) string {
+	if why == PushSuppressedFraud {
+		return "pushes are blocked after a fraud report; QR and codes stay open"
+	}
+	return fmt.Sprintf("more than %d pushes in %s; QR and codes stay open", c.PushLimit, c.PushWindow)
 }
 
 // GetSignIn returns a sign-in, expiring it first if its time is up.
@@ -271,6 +314,10 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 	case DecisionReport:
 		out.Status, out.Reason, out.FraudReport, action = StatusDenied, "user did not start this sign-in", true, AuditSignInFraud
 	}
+	blockUntil := time.Time{}
+	if out.FraudReport && s.cfg.FraudPushBlock > 0 {
+		blockUntil = now.Add(s.cfg.FraudPushBlock)
+	}
 	err = s.write(ctx, func(tx Tx) error {
 		if err := tx.DecideSignIn(ctx, out); err != nil {
 			return err
@@ -280,6 +327,17 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 		if out.Reason != "" {
 			ev.Detail += ": " + out.Reason
 		}
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+		if blockUntil.IsZero() {
+			return nil
+		}
+		if err := tx.BlockPush(ctx, sgn.AccountID, blockUntil); err != nil {
+			return err
+		}
+		ev = auditAt(now, "system", AuditPushBlocked)
+		ev.AccountID, ev.SignInID, ev.Detail = sgn.AccountID, sgn.ID, "after a fraud report, until "+blockUntil.Format(time.RFC3339)
 		_, err := tx.AppendAudit(ctx, ev)
 		return err
 	}, signInTopic(sgn.ID), accountTopic(sgn.AccountID))
@@ -288,6 +346,11 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 	}
 	if out.FraudReport {
 		s.log.Warn("user reported a sign-in they did not start", "account", a.Username, "signin", sgn.ID, "client", sgn.Client, "ip", sgn.IP)
+		detail := fmt.Sprintf("the user reported a sign-in they did not start: client %q from %s", sgn.Client, sgn.IP)
+		if !blockUntil.IsZero() {
+			detail += "; pushes are blocked until " + blockUntil.Format(time.RFC3339)
+		}
+		s.alert(ctx, AdminAlert{Kind: AlertFraudReport, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID, Detail: detail, Time: now})
 	}
 	if result != nil {
 		return out, fmt.Errorf("decision on %s: %w", sgn.ID, result)

@@ -302,12 +302,16 @@ func TestCancel(t *testing.T) {
 
 func TestConfigLimits(t *testing.T) {
 	e := newEnv(t, flows.Config{})
+	key := flows.CodeConfig{CodeKey: testCodeKey}
+	if _, err := flows.New(e.store, flows.Config{Origin: origin, CodeConfig: key}); err != nil {
+		t.Fatalf("the base config is refused: %v", err)
+	}
 	for _, c := range []flows.Config{
-		{Origin: origin, SignInTTL: 11 * time.Minute},
-		{Origin: origin, NumberDigits: 7},
-		{Origin: origin, NumberDigits: 1},
-		{Origin: "ftp://x"},
-		{Origin: "https://x/?q=1"},
+		{Origin: origin, SignInTTL: 11 * time.Minute, CodeConfig: key},
+		{Origin: origin, NumberDigits: 7, CodeConfig: key},
+		{Origin: origin, NumberDigits: 1, CodeConfig: key},
+		{Origin: "ftp://x", CodeConfig: key},
+		{Origin: "https://x/?q=1", CodeConfig: key},
 	} {
 		if _, err := flows.New(e.store, c); !errors.Is(err, flows.ErrInvalid) {
 			t.Errorf("config %+v accepted: %v", c, err)
@@ -327,7 +331,7 @@ func TestBeginRefusals(t *testing.T) {
 	e.enroll("alice")
 	for _, r := range []flows.BeginRequest{
 		{Username: "alice"},
-		{Username: "alice", Client: "App", Methods: []flows.Method{"sms"}},
+		{Username: "alice", Client: "App", Methods: []flows.Method{"fax"}},
 		{Username: "alice", Client: "App", Methods: []flows.Method{"push", "push"}},
 		{Username: "alice", AccountID: "x", Client: "App"},
 		{Username: "alice", Client: "App\n"},

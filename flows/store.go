@@ -93,6 +93,54 @@ type Tx interface {
 	// PurgeNonces forgets nonces that expired before the given time.
 	PurgeNonces(ctx context.Context, before time.Time) error
 
+	// CreateCode stores a new one-time code (its hash only); ErrConflict if
+	// its id is taken, ErrNotFound if its account does not exist.
+	CreateCode(ctx context.Context, c Code) error
+	// GetCode returns a code by id, whatever its state.
+	GetCode(ctx context.Context, id string) (Code, error)
+	// ListActiveCodes returns the codes that can still be redeemed at now:
+	// the account's override codes and the OTPs of signInID, neither used,
+	// revoked, expired nor out of attempts; oldest first.
+	ListActiveCodes(ctx context.Context, accountID, signInID string, now time.Time) ([]Code, error)
+	// RedeemCode marks an active code used at the given time. Exactly one
+	// of any number of concurrent calls succeeds; the others get
+	// ErrAlreadyUsed (or ErrExpired for a revoked, expired or exhausted code).
+	RedeemCode(ctx context.Context, id string, at time.Time) error
+	// RecordCodeAttempt counts one wrong attempt against a code and returns
+	// its new count of attempts.
+	RecordCodeAttempt(ctx context.Context, id string) (int, error)
+	// RevokeCodes revokes the open codes of an account, only those of kind
+	// (empty: every kind) and of sign-in signInID (empty: any), and returns
+	// how many it revoked.
+	RevokeCodes(ctx context.Context, accountID string, kind Method, signInID string, at time.Time) (int, error)
+	// PurgeCodes deletes codes that expired before the given time.
+	PurgeCodes(ctx context.Context, before time.Time) error
+
+	// GetAccountLimits returns an account's code failures and locks; an
+	// account never limited has the zero AccountLimits.
+	GetAccountLimits(ctx context.Context, accountID string) (AccountLimits, error)
+	// RecordCodeFailure counts one more consecutive code failure of an
+	// account, atomically. When the count reaches max, the account's codes
+	// are locked until now+lockFor. It returns the new count and the lock's
+	// end (zero if not locked).
+	RecordCodeFailure(ctx context.Context, accountID string, now time.Time, max int, lockFor time.Duration) (int, time.Time, error)
+	// ResetCodeFailures sets an account's consecutive code failures to zero
+	// (after a success).
+	ResetCodeFailures(ctx context.Context, accountID string) error
+	// UnlockCodes clears an account's code failures and lock.
+	UnlockCodes(ctx context.Context, accountID string) error
+	// BlockPush refuses pushes to an account until the given time (a later
+	// block already in place stays).
+	BlockPush(ctx context.Context, accountID string, until time.Time) error
+
+	// HitRateLimit counts one hit on key, atomically across every instance
+	// that shares the store. A key's window opens at its first hit and lasts
+	// window; the first limit hits of a window are allowed, later ones are
+	// not and get the time until the window ends.
+	HitRateLimit(ctx context.Context, key string, now time.Time, window time.Duration, limit int) (bool, time.Duration, error)
+	// PurgeRateLimits forgets windows that ended before the given time.
+	PurgeRateLimits(ctx context.Context, before time.Time) error
+
 	// AppendAudit seals ev onto the end of the audit chain (see SealAudit)
 	// and returns it as stored.
 	AppendAudit(ctx context.Context, ev AuditEvent) (AuditEvent, error)

@@ -192,7 +192,7 @@ func TestAdminSignIns(t *testing.T) {
 	if push.Number == "" || push.QRPayload != "" {
 		t.Fatalf("push-only challenge %+v", push)
 	}
-	wantProblem(t, e.admin("POST", userPath(api.PathTestSignIn, "alice"), api.TestSignIn{Methods: []string{"sms"}}), http.StatusBadRequest, api.ProblemInvalid)
+	wantProblem(t, e.admin("POST", userPath(api.PathTestSignIn, "alice"), api.TestSignIn{Methods: []string{"fax"}}), http.StatusBadRequest, api.ProblemInvalid)
 	wantProblem(t, e.admin("POST", userPath(api.PathTestSignIn, "nobody"), nil), http.StatusNotFound, api.ProblemNotFound)
 
 	// A wait that ends answers the current state.

@@ -58,6 +58,16 @@ func newEnv(t testing.TB) *env {
 // handler directly).
 func newBareEnv(t testing.TB) *env {
 	t.Helper()
+	return newBareEnvWith(t, flows.Config{})
+}
+
+// testCodeKey is the code key of the tests' services.
+var testCodeKey = []byte("keystep-test-code-key-0123456789abcdef")
+
+// newBareEnvWith is newBareEnv with a policy of its own (the origin and
+// code key are filled in) and more options for flows.
+func newBareEnvWith(t testing.TB, cfg flows.Config, opts ...flows.Option) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystep.db"))
 	if err != nil {
@@ -68,7 +78,11 @@ func newBareEnv(t testing.TB) *env {
 	logs := &bytes.Buffer{}
 	lw := &lockedWriter{w: logs}
 	log := slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := flows.New(st, flows.Config{Origin: testOrigin}, flows.WithClock(clock), flows.WithLogger(log))
+	cfg.Origin = testOrigin
+	if cfg.CodeKey == nil {
+		cfg.CodeKey = testCodeKey
+	}
+	svc, err := flows.New(st, cfg, append([]flows.Option{flows.WithClock(clock), flows.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatalf("flows: %v", err)
 	}

@@ -124,7 +124,7 @@ func (brokenStore) ListAudit(context.Context, flows.AuditFilter) ([]flows.AuditE
 // breakStore rebuilds the server on a broken view of its store.
 func (e *env) breakStore() {
 	e.t.Helper()
-	svc, err := flows.New(brokenStore{e.store}, flows.Config{Origin: testOrigin}, flows.WithClock(e.clock))
+	svc, err := flows.New(brokenStore{e.store}, flows.Config{Origin: testOrigin, CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}}, flows.WithClock(e.clock))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"AuditEmpty", testAuditEmpty},
 		{"Audit", testAudit},
 	}
+	functional = append(functional, codeFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx
@@ -80,6 +81,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"RollbackOnPanic", testTxRollbackOnPanic},
 		{"AuditAfterRollback", testTxAuditAfterRollback},
 		{"UseAfterClose", testUseAfterClose},
+		{"CodeUnknownAccount", testCodeUnknownAccount},
 	}
 	t.Run("Tx", func(t *testing.T) {
 		for _, tc := range transactional {
@@ -97,6 +99,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"AppendAudit", testConcurrentAudit},
 		{"SignInsWithAudit", testConcurrentSignInsWithAudit},
 	}
+	concurrent = append(concurrent, codeConcurrent...)
 	t.Run("Concurrent", func(t *testing.T) {
 		for _, tc := range concurrent {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })

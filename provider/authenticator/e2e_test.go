@@ -52,7 +52,7 @@ func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string) server {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := flows.New(st, flows.Config{Origin: origin}, flows.WithClock(clock), flows.WithLogger(log))
+	svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: []byte("authenticator-test-code-key-0123456789")}}, flows.WithClock(clock), flows.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,21 @@ const (
 	qListAudit
 	qListAuditAccount
 
+	qCreateCode
+	qGetCode
+	qListActiveCodes
+	qRedeemCode
+	qCodeAttempt
+	qRevokeCodes
+	qPurgeCodes
+	qGetLimits
+	qCodeFailure
+	qResetFailures
+	qUnlockCodes
+	qBlockPush
+	qHitRateLimit
+	qPurgeRateLimits
+
 	numQueries
 )
 
@@ -54,6 +69,8 @@ const (
 	signInCols = `id, account_id, client, ip, user_agent, methods, number, qr_secret_hash, nonce,
 		created_at, expires_at, status, decided_at, decided_by, device_id, reason, fraud_report`
 	auditCols = `seq, at, actor, action, account_id, device_id, signin_id, detail, prev_hash, hash`
+	codeCols  = `id, account_id, signin_id, kind, hash, created_by, created_at, expires_at, used_at,
+		revoked_at, attempts, max_attempts`
 )
 
 // queryText is every statement, written with "?" placeholders. An INSERT of
@@ -115,4 +132,43 @@ var queryText = [numQueries]string{
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	qListAudit:        `SELECT ` + auditCols + ` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`,
 	qListAuditAccount: `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND account_id = ? ORDER BY seq LIMIT ?`,
+
+	qCreateCode: `INSERT INTO codes (` + codeCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	qGetCode: `SELECT ` + codeCols + ` FROM codes WHERE id = ?`,
+	qListActiveCodes: `SELECT ` + codeCols + ` FROM codes
+		WHERE account_id = ? AND (signin_id = '' OR signin_id = ?) AND used_at = 0 AND revoked_at = 0
+		AND expires_at > ? AND (max_attempts = 0 OR attempts < max_attempts) ORDER BY created_at, id`,
+	// The conditions are those of ListActiveCodes: of concurrent redeemers
+	// one updates the row, the others find it used.
+	qRedeemCode: `UPDATE codes SET used_at = ? WHERE id = ? AND used_at = 0 AND revoked_at = 0
+		AND expires_at > ? AND (max_attempts = 0 OR attempts < max_attempts)`,
+	qCodeAttempt: `UPDATE codes SET attempts = attempts + 1 WHERE id = ? RETURNING attempts`,
+	qRevokeCodes: `UPDATE codes SET revoked_at = ? WHERE account_id = ? AND used_at = 0 AND revoked_at = 0
+		AND (CAST(? AS TEXT) = '' OR kind = ?) AND (CAST(? AS TEXT) = '' OR signin_id = ?)`,
+	qPurgeCodes: `DELETE FROM codes WHERE expires_at < ?`,
+
+	qGetLimits: `SELECT failed_codes, locked_until, push_blocked_until FROM account_limits WHERE account_id = ?`,
+	// One statement counts the failure and sets the lock, so concurrent
+	// failures each count once and the one that reaches the limit locks.
+	qCodeFailure: `INSERT INTO account_limits (account_id, failed_codes, locked_until, push_blocked_until)
+		VALUES (?, 1, ?, 0) ON CONFLICT (account_id) DO UPDATE SET
+		failed_codes = account_limits.failed_codes + 1,
+		locked_until = CASE WHEN account_limits.failed_codes + 1 >= ? THEN ? ELSE account_limits.locked_until END
+		RETURNING failed_codes, locked_until`,
+	qResetFailures: `UPDATE account_limits SET failed_codes = 0 WHERE account_id = ?`,
+	qUnlockCodes:   `UPDATE account_limits SET failed_codes = 0, locked_until = 0 WHERE account_id = ?`,
+	qBlockPush: `INSERT INTO account_limits (account_id, failed_codes, locked_until, push_blocked_until)
+		VALUES (?, 0, 0, ?) ON CONFLICT (account_id) DO UPDATE SET push_blocked_until =
+		CASE WHEN excluded.push_blocked_until > account_limits.push_blocked_until
+		THEN excluded.push_blocked_until ELSE account_limits.push_blocked_until END`,
+
+	// A window opens at a key's first hit; a hit after it ended opens the
+	// next one. Every SET expression reads the row as it was before.
+	qHitRateLimit: `INSERT INTO rate_limits (key, hits, window_end) VALUES (?, 1, ?)
+		ON CONFLICT (key) DO UPDATE SET
+		hits = CASE WHEN rate_limits.window_end <= ? THEN 1 ELSE rate_limits.hits + 1 END,
+		window_end = CASE WHEN rate_limits.window_end <= ? THEN excluded.window_end ELSE rate_limits.window_end END
+		RETURNING hits, window_end`,
+	qPurgeRateLimits: `DELETE FROM rate_limits WHERE window_end < ?`,
 }

@@ -26,6 +26,10 @@ type Config struct {
 	SignIn             SignInConfig
 	InvitationTTL      time.Duration // 0: flows' default
 	TombstoneRetention time.Duration // 0: flows' default
+	Codes              CodesConfig   // one-time codes and their limits
+	Push               PushConfig    // push limits
+	Fraud              FraudConfig   // what a fraud report does
+	Alerts             AlertsConfig  // where admin alerts go
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
@@ -364,7 +368,7 @@ func (c *Config) validate() error {
 // checkFlowsConfig asks flows whether one policy value is acceptable, all
 // others being defaults, and returns flows' reason if not.
 func checkFlowsConfig(set func(*flows.Config)) error {
-	f := flows.Config{Origin: "http://keystep.invalid"}
+	f := flows.Config{Origin: "http://keystep.invalid", CodeConfig: flows.CodeConfig{CodeKey: make([]byte, flows.MinCodeKeyLen)}}
 	set(&f)
 	if _, err := flows.New(nil, f); err != nil {
 		return errors.New(flowsReason(err))

@@ -113,7 +113,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	svc, err := flows.New(store, cfg.flowsConfig(publicURL), flows.WithLogger(log))
+	codeKey, keyPath, keyCreated, err := cfg.codeKey(dataDir)
+	if err != nil {
+		return err
+	}
+	fc := cfg.flowsConfig(publicURL)
+	fc.CodeKey = codeKey
+	svc, err := flows.New(store, fc, flows.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -143,6 +149,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		log.Info("wrote a new admin token; keystep admin reads it from this file", "token_file", tokenPath)
 	} else {
 		log.Info("admin token", "token_file", tokenPath)
+	}
+	if keyCreated {
+		log.Info("wrote a new code key; instances that share the store need this same file", "key_file", keyPath)
+	} else {
+		log.Info("code key", "key_file", keyPath)
 	}
 	cfgFlows := svc.Config()
 	log.Info("public URL (devices sign it; it must be the URL they use)", "public_url", publicURL,
