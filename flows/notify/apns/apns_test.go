@@ -561,8 +561,7 @@ func TestBadRouteOrPushSendsNothing(t *testing.T) {
 }
 
 func TestTimeoutAndCancel(t *testing.T) {
-	key, pemKey := p8(t)
-	_ = key
+	_, pemKey := p8(t)
 	release := make(chan struct{})
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -592,8 +591,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 }
 
 func TestRedirectIsNotFollowed(t *testing.T) {
-	key, pemKey := p8(t)
-	_ = key
+	_, pemKey := p8(t)
 	var (
 		hits int
 		mu   sync.Mutex
