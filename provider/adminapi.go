@@ -104,7 +104,7 @@ func (s *Server) showUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, user(a))
+	s.showAccount(w, r, a)
 }
 
 // stateChanger is SuspendAccount, RestoreAccount or RemoveAccount.
@@ -215,7 +215,8 @@ func (s *Server) testSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", api.AdminPrefix+"/signins/"+ch.SignIn.ID)
 	writeJSON(w, http.StatusCreated, api.Challenge{
-		ID: ch.SignIn.ID, Number: ch.Number, QRPayload: ch.QRPayload, ExpiresAt: ch.SignIn.ExpiresAt,
+		ID: ch.SignIn.ID, Methods: methodStrings(ch.SignIn.Methods), Number: ch.Number, QRPayload: ch.QRPayload,
+		PushSuppressed: ch.PushSuppressed, ExpiresAt: ch.SignIn.ExpiresAt,
 	})
 }
 

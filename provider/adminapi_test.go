@@ -44,7 +44,8 @@ func adminPaths() []string {
 	var out []string
 	for _, p := range []string{api.PathUsers, api.PathUser, api.PathUserSuspend, api.PathUserRestore, api.PathUserRemove,
 		api.PathUserInvite, api.PathUserDevices, api.PathDeviceUnreg, api.PathDevicesUnregAll, api.PathTestSignIn,
-		api.PathSignIn, api.PathAudit, api.PathAuditVerify} {
+		api.PathSignIn, api.PathAudit, api.PathAuditVerify,
+		api.PathUserOverride, api.PathUserUnlock, api.PathSendCode, api.PathSubmitCode} {
 		out = append(out, r.Replace(p))
 	}
 	return out

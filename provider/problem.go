@@ -34,6 +34,10 @@ var titles = map[string]string{
 	api.ProblemTooLarge:           "Request too large",
 	api.ProblemRateLimited:        "Too many requests",
 	api.ProblemInternal:           "Internal error",
+	api.ProblemWrongCode:          "Wrong code",
+	api.ProblemLocked:             "Codes locked",
+	api.ProblemDeliveryFailed:     "Code not delivered",
+	api.ProblemChannelUnavailable: "Channel unavailable",
 }
 
 // problem builds a problem document of type typ.
@@ -75,6 +79,11 @@ var errorMap = []struct {
 	typ    string
 	status int
 }{
+	{flows.ErrDeliveryFailed, api.ProblemDeliveryFailed, http.StatusBadGateway},
+	{flows.ErrLocked, api.ProblemLocked, http.StatusLocked},
+	{flows.ErrRateLimited, api.ProblemRateLimited, http.StatusTooManyRequests},
+	{flows.ErrWrongCode, api.ProblemWrongCode, http.StatusBadRequest},
+	{flows.ErrChannelUnavailable, api.ProblemChannelUnavailable, http.StatusConflict},
 	{flows.ErrWrongNumber, api.ProblemWrongNumber, http.StatusConflict},
 	{flows.ErrBadSignature, api.ProblemBadSignature, http.StatusUnauthorized},
 	{flows.ErrReplay, api.ProblemReplay, http.StatusUnauthorized},
@@ -107,6 +116,15 @@ func problemFor(err error) (api.Problem, bool) {
 				detail = "this request was seen before; sign every request with a fresh nonce"
 			case flows.ErrWrongNumber:
 				detail = "the number does not match the one on the sign-in screen; the sign-in is denied"
+			case flows.ErrWrongCode:
+				detail = flows.ErrWrongCode.Error()
+			case flows.ErrDeliveryFailed:
+				detail = "the code could not be sent; try again later or use another method (the server's log says why)"
+			case flows.ErrLocked:
+				detail = "too many wrong codes: " + flows.ErrLocked.Error()
+				if le := lockOf(err); le != "" {
+					detail = "too many wrong codes: " + le
+				}
 			}
 			return problem(m.typ, m.status, detail), true
 		}
@@ -118,6 +136,7 @@ func problemFor(err error) (api.Problem, bool) {
 // internal error that is logged with the request id and never shown.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if p, ok := problemFor(err); ok {
+		setRetryAfter(w, err)
 		writeProblem(w, p)
 		return
 	}

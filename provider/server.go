@@ -88,6 +88,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.routeDevice()
 	s.routeAdmin()
+	s.routeCodes()
 	s.mux.HandleFunc("GET "+api.PathHealth, s.health)
 	s.handler = s.guard(s.routeMisses(s.mux))
 	return s, nil

@@ -49,6 +49,11 @@ var problemErrors = map[string]error{
 	api.ProblemReplay:             flows.ErrReplay,
 	api.ProblemMethodNotAllowed:   flows.ErrMethodNotAllowed,
 	api.ProblemWrongNumber:        flows.ErrWrongNumber,
+	api.ProblemWrongCode:          flows.ErrWrongCode,
+	api.ProblemLocked:             flows.ErrLocked,
+	api.ProblemRateLimited:        flows.ErrRateLimited,
+	api.ProblemDeliveryFailed:     flows.ErrDeliveryFailed,
+	api.ProblemChannelUnavailable: flows.ErrChannelUnavailable,
 }
 
 // Unwrap returns the flows error the problem type stands for, if any, so

@@ -149,6 +149,11 @@ type User struct {
 	StateReason    string    `json:"state_reason,omitempty"`
 	StateChangedAt time.Time `json:"state_changed_at"`
 	CreatedAt      time.Time `json:"created_at"`
+	// The defences' state, shown by GET PathUser and PathUserUnlock only.
+	FailedCodes      int       `json:"failed_codes,omitempty"`      // consecutive wrong codes
+	CodesLocked      bool      `json:"codes_locked,omitempty"`      // codes are refused now
+	CodesLockedUntil time.Time `json:"codes_locked_until,omitzero"` // when the lock ends; zero while locked: only an admin unlocks
+	PushBlockedUntil time.Time `json:"push_blocked_until,omitzero"` // pushes stopped after a fraud report
 }
 
 // UserList is a list of accounts.
@@ -197,15 +202,17 @@ type UnregisterAllResult struct {
 
 // TestSignIn starts an admin's test sign-in.
 type TestSignIn struct {
-	Methods []string `json:"methods,omitempty"` // push, qr; empty: both
+	Methods []string `json:"methods,omitempty"` // push, qr, sms, email, override; empty: push and qr
 }
 
 // Challenge is what a sign-in screen shows.
 type Challenge struct {
-	ID        string    `json:"id"`
-	Number    string    `json:"number,omitempty"`
-	QRPayload string    `json:"qr_payload,omitempty"`
-	ExpiresAt time.Time `json:"expires_at"`
+	ID             string    `json:"id"`
+	Methods        []string  `json:"methods,omitempty"` // the methods open (push and QR are left out without a device)
+	Number         string    `json:"number,omitempty"`
+	QRPayload      string    `json:"qr_payload,omitempty"`
+	PushSuppressed string    `json:"push_suppressed,omitempty"` // rate | fraud: push was asked for but left out
+	ExpiresAt      time.Time `json:"expires_at"`
 }
 
 // SignIn is a sign-in's state as the admin sees it.
