@@ -71,7 +71,7 @@ func newAdminCmd() *cobra.Command {
 	pf.StringVar(&f.server, "server", server, "server `URL` (env KEYSTEP_SERVER)")
 	pf.StringVar(&f.tokenFile, "token-file", defaultTokenFile, "admin token `file` (or env KEYSTEP_ADMIN_TOKEN)")
 	pf.BoolVar(&f.json, "json", false, "print JSON")
-	cmd.AddCommand(newUserCmd(f), newInviteCmd(f), newAdminDeviceCmd(f), newTestSignInCmd(f), newAuditCmd(f))
+	cmd.AddCommand(newUserCmd(f), newInviteCmd(f), newAdminDeviceCmd(f), newTestSignInCmd(f), newAuditCmd(f), newOverrideCmd(f))
 	return cmd
 }
 
@@ -149,7 +149,7 @@ func newUserCmd(f *adminFlags) *cobra.Command {
 			return printUser(f.out(cmd), u)
 		},
 	}
-	cmd.AddCommand(add, list, show)
+	cmd.AddCommand(add, list, show, newUnlockCmd(f))
 
 	type changer func(*adminclient.Client, context.Context, string, string) (api.User, error)
 	for _, sc := range []struct {
@@ -203,6 +203,7 @@ func printUser(o output, u api.User) error {
 	}
 	fmt.Fprintf(tw, "state:\t%s, %s)\n", state, u.StateChangedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "created:\t%s\n", u.CreatedAt.Format(time.RFC3339))
+	printDefences(tw, u)
 	return tw.Flush()
 }
 
@@ -340,17 +341,25 @@ func newTestSignInCmd(f *adminFlags) *cobra.Command {
 	var method string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "test-signin NAME [--method push|qr] [--timeout DUR]",
+		Use:   "test-signin NAME [--method push|qr|sms|email|override] [--timeout DUR]",
 		Short: "Start a sign-in for a user and wait for the decision (exit 0 only if approved)",
-		Args:  nArgs("NAME"),
+		Long: `Start a sign-in for a user, as a sign-in page would, and wait for the decision;
+exit 0 only if it is approved.
+
+With --method push or qr the phone decides. With --method sms or email the
+server sends the user a code, and the code is read from standard input; with
+--method override the override code is read from standard input.`,
+		Args: nArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var methods []string
 			switch method {
 			case "":
 			case "push", "qr":
 				methods = []string{method}
+			case "sms", "email", "override":
+				return codeTestSignIn(cmd, f, args[0], method)
 			default:
-				return usagef(cmd, "--method must be push or qr, not %q", method)
+				return usagef(cmd, "--method must be push, qr, sms, email or override, not %q", method)
 			}
 			if timeout < 0 {
 				return usagef(cmd, "--timeout must not be negative")
@@ -413,7 +422,7 @@ func newTestSignInCmd(f *adminFlags) *cobra.Command {
 			}
 		},
 	}
-	cmd.Flags().StringVar(&method, "method", "", "the only method to open, push or qr (default both)")
+	cmd.Flags().StringVar(&method, "method", "", "the only method to open: push, qr, sms, email or override (default push and qr)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "stop waiting after this `duration` (default: until the sign-in is decided or expires)")
 	return cmd
 }

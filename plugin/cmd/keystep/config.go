@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -86,7 +87,7 @@ func loadConfig(path string, lookupEnv func(string) (string, bool), flags []flag
 			return Config{}, err
 		}
 	}
-	for _, e := range configEnv {
+	for _, e := range append(configEnv, codesEnv...) {
 		if v, ok := lookupEnv(e.name); ok && v != "" {
 			c.setString(e.key, v, e.name)
 		}
@@ -131,7 +132,9 @@ func (c *Config) setString(key, v, source string) {
 	case "store.dsn":
 		c.Store.DSN = v
 	default:
-		panic("keystep: no such string key " + key)
+		if !c.setCodesString(key, v) {
+			panic("keystep: no such string key " + key)
+		}
 	}
 	c.sources[key] = source
 }
@@ -152,7 +155,7 @@ type setter func(n *yaml.Node) error
 type schema map[string]any
 
 func (c *Config) schema() schema {
-	return schema{
+	s := schema{
 		"listen":     stringValue(&c.Listen),
 		"public_url": stringValue(&c.PublicURL),
 		"data_dir":   stringValue(&c.DataDir),
@@ -167,6 +170,8 @@ func (c *Config) schema() schema {
 		"invitation_ttl":      durationValue(&c.InvitationTTL),
 		"tombstone_retention": durationValue(&c.TombstoneRetention),
 	}
+	maps.Copy(s, c.codesSchema())
+	return s
 }
 
 // parseYAML reads a configuration file into c. It is strict: an unknown or
@@ -362,6 +367,7 @@ func (c *Config) validate() error {
 			errs = append(errs, c.keyError(fc.key, "%s", err))
 		}
 	}
+	errs = append(errs, c.validateCodes()...)
 	return errors.Join(errs...)
 }
 
@@ -391,6 +397,7 @@ func (c *Config) flowsConfig(origin string) flows.Config {
 		SignInTTL:          c.SignIn.TTL,
 		InvitationTTL:      c.InvitationTTL,
 		TombstoneRetention: c.TombstoneRetention,
+		CodeConfig:         c.flowsCodeConfig(),
 	}
 }
 
@@ -409,6 +416,7 @@ type fileConfig struct {
 	} `yaml:"signin"`
 	InvitationTTL      string `yaml:"invitation_ttl"`
 	TombstoneRetention string `yaml:"tombstone_retention"`
+	fileCodes          `yaml:",inline"`
 }
 
 // marshalYAML writes c as a configuration file that parseYAML reads back.
@@ -418,5 +426,6 @@ func (c *Config) marshalYAML() ([]byte, error) {
 	f.Store.Driver, f.Store.DSN = c.Store.Driver, c.Store.DSN
 	f.SignIn.NumberDigits, f.SignIn.TTL = c.SignIn.NumberDigits, formatDuration(c.SignIn.TTL)
 	f.InvitationTTL, f.TombstoneRetention = formatDuration(c.InvitationTTL), formatDuration(c.TombstoneRetention)
+	f.fileCodes = c.marshalCodes()
 	return yaml.Marshal(f)
 }

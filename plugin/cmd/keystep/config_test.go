@@ -26,7 +26,8 @@ func writeConfig(t *testing.T, content string) string {
 func same(a, b Config) bool {
 	a.sources, b.sources = nil, nil
 	return a.Listen == b.Listen && a.PublicURL == b.PublicURL && a.DataDir == b.DataDir && a.Store == b.Store &&
-		a.SignIn == b.SignIn && a.InvitationTTL == b.InvitationTTL && a.TombstoneRetention == b.TombstoneRetention
+		a.SignIn == b.SignIn && a.InvitationTTL == b.InvitationTTL && a.TombstoneRetention == b.TombstoneRetention &&
+		sameCodes(a, b)
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -199,6 +200,8 @@ func FuzzParseConfig(f *testing.F) {
 		"listen: 127.0.0.1:8080\npublic_url: https://idp.example.com\ndata_dir: ./data\n",
 		"store:\n  driver: postgres\n  dsn: postgres://k@db/k\nsignin:\n  number_digits: 2\n  ttl: 2m\ninvitation_ttl: 7d\ntombstone_retention: 30d\n",
 		"signin: {number_digits: 6, ttl: 10m}\n",
+		"codes:\n  methods: [override, sms]\n  otp_digits: 7\n  lockout: 2h\npush: {limit: 3, window: 5m}\nfraud: {push_block: 1d}\nalerts:\n  email_to: []\n",
+		"codes: {methods: []}\nalerts: {webhook_url: https://x.example, webhook_secret_file: /s}\n",
 		"a: &x 1\nb: *x\n",
 		"listen: [1, 2]\n",
 		"---\n...\n",

@@ -51,10 +51,15 @@ func newServeCmd() *cobra.Command {
 With no configuration it keeps a SQLite database in ./keystep-data and listens
 on 127.0.0.1:8080. Settings come from the YAML file (--config), then the
 environment (KEYSTEP_LISTEN, KEYSTEP_PUBLIC_URL, KEYSTEP_DATA_DIR,
-KEYSTEP_STORE_DRIVER, KEYSTEP_STORE_DSN), then the flags.
+KEYSTEP_STORE_DRIVER, KEYSTEP_STORE_DSN, KEYSTEP_CODES_KEY_FILE,
+KEYSTEP_CODES_METHODS, KEYSTEP_ALERTS_WEBHOOK_URL,
+KEYSTEP_ALERTS_WEBHOOK_SECRET_FILE, KEYSTEP_ALERTS_EMAIL_TO), then the flags.
 
 On first start it writes a random admin token to <data dir>/admin-token
-(mode 0600); keystep admin reads it from there.`,
+(mode 0600); keystep admin reads it from there. It also writes a random code
+key to <data dir>/code-key (mode 0600), which keys the hashes of override and
+SMS/email codes; instances that share a PostgreSQL store must share one key
+file (codes.key_file).`,
 		Args: nArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var flags []flagOverride
@@ -70,7 +75,7 @@ On first start it writes a random admin token to <data dir>/admin-token
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, cmd.ErrOrStderr())
+			return serve(ctx, cfg, cmd.ErrOrStderr(), Senders{})
 		},
 	}
 	f := cmd.Flags()
@@ -81,8 +86,10 @@ On first start it writes a random admin token to <data dir>/admin-token
 	return cmd
 }
 
-// serve runs the server until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
+// serve runs the server until ctx ends, then shuts it down gracefully. The
+// senders deliver SMS and email codes (and email alerts); a nil one leaves
+// its channel off.
+func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
@@ -119,7 +126,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	fc := cfg.flowsConfig(publicURL)
 	fc.CodeKey = codeKey
-	svc, err := flows.New(store, fc, flows.WithLogger(log))
+	opts, err := cfg.codeOptions(senders)
+	if err != nil {
+		return err
+	}
+	svc, err := flows.New(store, fc, append(opts, flows.WithLogger(log))...)
 	if err != nil {
 		return err
 	}
@@ -155,6 +166,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	} else {
 		log.Info("code key", "key_file", keyPath)
 	}
+	if cfg.Store.Driver == "postgres" && cfg.Codes.KeyFile == "" {
+		log.Warn("several instances on one database must share one code key: set codes.key_file to the same file on each", "key_file", keyPath)
+	}
+	log.Info("codes", "methods", cfgFlowsMethods(svc), "sms", senders.SMS != nil, "email", senders.Email != nil,
+		"alerts_webhook", cfg.Alerts.WebhookURL != "", "alerts_email", len(cfg.Alerts.EmailTo))
 	cfgFlows := svc.Config()
 	log.Info("public URL (devices sign it; it must be the URL they use)", "public_url", publicURL,
 		"number_digits", cfgFlows.NumberDigits, "signin_ttl", cfgFlows.SignInTTL, "invitation_ttl", formatDuration(cfgFlows.InvitationTTL))
