@@ -1,7 +1,12 @@
 package integration
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -196,5 +201,119 @@ func TestWalkthrough(t *testing.T) {
 	ok(t, &v, w.admin("audit", "verify")...)
 	if !v.OK || v.Events < 20 {
 		t.Fatalf("audit verify: %+v", v)
+	}
+}
+
+// keystepIn runs one command of the binary with stdin as its standard input.
+func keystepIn(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(keystepBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{Stdout: out.String(), Stderr: errb.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.Code = exit.ExitCode()
+	default:
+		t.Fatalf("keystep %v: %v", args, err)
+	}
+	return r
+}
+
+// TestOverrideWalkthrough is the guide's promise for a user without their
+// phone, through the real binary: IT issues an override code, the user
+// signs in with it once, the same code is refused after, guessing locks the
+// account's codes, and an admin unlock lets the right code in again.
+func TestOverrideWalkthrough(t *testing.T) {
+	w := walk{t: t, srv: startServer(t), dir: t.TempDir()}
+	ok(t, nil, w.admin("user", "add", "alice", "--email", "alice@example.com")...)
+	w.enroll("alice", "phone.json")
+	ok(t, nil, w.admin("device", "unregister", "alice", "--all", "--reason", "phone left at home")...)
+
+	var oc struct {
+		Code      string `json:"code"`
+		User      string `json:"user"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	ok(t, &oc, w.admin("override", "alice", "--ttl", "4h", "--reason", "phone at home")...)
+	if !regexp.MustCompile(`^\d{3} \d{3} \d{4}$`).MatchString(oc.Code) || oc.User != "alice" {
+		t.Fatalf("override: %+v", oc)
+	}
+	// The code is in the admin's answer only: not in the audit log.
+	if out := keystep(t, w.admin("audit")...).Stdout; strings.Contains(out, strings.ReplaceAll(oc.Code, " ", "")) || !strings.Contains(out, "override.issued") {
+		t.Fatalf("audit log after issuing:\n%s", out)
+	}
+
+	signIn := func(code string) (outcome, result) {
+		t.Helper()
+		r := keystepIn(t, code+"\n", w.admin("test-signin", "alice", "--method", "override")...)
+		lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+		var o outcome
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &o); err != nil {
+			t.Fatalf("test-signin printed %q: %v\n%s", r.Stdout, err, r.Stderr)
+		}
+		return o, r
+	}
+	if o, r := signIn(oc.Code); r.Code != 0 || o.Status != "approved" {
+		t.Fatalf("sign-in with the override code: %+v, exit %d\n%s", o, r.Code, r.Stderr)
+	}
+	if out := keystep(t, w.admin("audit")...).Stdout; !strings.Contains(out, "issued by admin") {
+		t.Fatalf("the approval does not name the admin who issued the code:\n%s", out)
+	}
+	// The same code again: refused.
+	if o, r := signIn(oc.Code); r.Code == 0 || o.Status == "approved" || !strings.Contains(r.Stderr, "wrong or no longer valid") {
+		t.Fatalf("the same code twice: %+v, exit %d, %q", o, r.Code, r.Stderr)
+	}
+	// Guesses up to the limit (ten consecutive failures, the one above
+	// included) lock the account's codes, with a message that says so.
+	ok(t, &oc, w.admin("override", "alice")...)
+	wrong := "000 000 0000"
+	if strings.ReplaceAll(oc.Code, " ", "") == "0000000000" {
+		wrong = "111 111 1111"
+	}
+	var last result
+	for range 9 {
+		_, last = signIn(wrong)
+		if last.Code == 0 {
+			t.Fatal("a wrong code was accepted")
+		}
+	}
+	if !strings.Contains(last.Stderr, "locked") {
+		t.Fatalf("tenth failure: %q", last.Stderr)
+	}
+	if _, r := signIn(oc.Code); r.Code == 0 || !strings.Contains(r.Stderr, "locked") {
+		t.Fatalf("the right code while locked: exit %d, %q", r.Code, r.Stderr)
+	}
+	var u struct {
+		CodesLocked bool `json:"codes_locked"`
+		FailedCodes int  `json:"failed_codes"`
+	}
+	ok(t, &u, w.admin("user", "show", "alice")...)
+	if !u.CodesLocked || u.FailedCodes != 10 {
+		t.Fatalf("user while locked: %+v", u)
+	}
+	var unlocked struct {
+		Username    string `json:"username"`
+		CodesLocked bool   `json:"codes_locked"`
+		FailedCodes int    `json:"failed_codes"`
+	}
+	ok(t, &unlocked, w.admin("user", "unlock", "alice")...)
+	if unlocked.Username != "alice" || unlocked.CodesLocked || unlocked.FailedCodes != 0 {
+		t.Fatalf("user after unlock: %+v", unlocked)
+	}
+	if o, r := signIn(oc.Code); r.Code != 0 || o.Status != "approved" {
+		t.Fatalf("sign-in after unlock: %+v, exit %d\n%s", o, r.Code, r.Stderr)
+	}
+	var v struct {
+		OK bool `json:"ok"`
+	}
+	ok(t, &v, w.admin("audit", "verify")...)
+	if !v.OK {
+		t.Fatal("the audit chain is broken")
 	}
 }
