@@ -57,6 +57,9 @@ type Tx interface {
 	// UnregisterDevice marks an active device unregistered; ErrNotFound if
 	// no active device has that id.
 	UnregisterDevice(ctx context.Context, id string, at time.Time, reason string) error
+	// UpdateDevicePushRoute replaces an active device's push route (empty:
+	// none); ErrNotFound if no active device has that id.
+	UpdateDevicePushRoute(ctx context.Context, id, route string) error
 
 	// CreateInvitation stores an invitation.
 	CreateInvitation(ctx context.Context, inv Invitation) error

@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"Audit", testAudit},
 	}
 	functional = append(functional, codeFunctional...)
+	functional = append(functional, pushFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx

@@ -78,3 +78,16 @@ func (o ops) UnregisterDevice(ctx context.Context, id string, at time.Time, reas
 	}
 	return nil
 }
+
+// UpdateDevicePushRoute replaces an active device's push route; ErrNotFound
+// if no active device has that id.
+func (o ops) UpdateDevicePushRoute(ctx context.Context, id, route string) error {
+	n, err := o.execN(ctx, qUpdateDevicePushRoute, route, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("update push route of device %q: %w", id, err)
+	case n == 0:
+		return fmt.Errorf("update push route of device %q: no active device: %w", id, flows.ErrNotFound)
+	}
+	return nil
+}

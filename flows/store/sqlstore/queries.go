@@ -18,6 +18,7 @@ const (
 	qGetDevice
 	qListDevices
 	qUnregisterDevice
+	qUpdateDevicePushRoute
 
 	qCreateInvitation
 	qGetInvitation
@@ -102,6 +103,7 @@ var queryText = [numQueries]string{
 	qListDevices: `SELECT ` + deviceCols + ` FROM devices WHERE account_id = ? ORDER BY created_at, id`,
 	qUnregisterDevice: `UPDATE devices SET state = 'unregistered', unregistered_at = ?, unregister_reason = ?
 		WHERE id = ? AND state = 'active'`,
+	qUpdateDevicePushRoute: `UPDATE devices SET push_route = ? WHERE id = ? AND state = 'active'`,
 
 	qCreateInvitation: `INSERT INTO invitations (` + invitationCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
