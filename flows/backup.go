@@ -46,7 +46,7 @@ func (s *Service) Rebind(ctx context.Context, old Device, r RebindRequest) (Devi
 	if err := checkText("device name", r.Name, false, 128); err != nil {
 		return Device{}, fmt.Errorf("rebind: %w", err)
 	}
-	if err := checkText("push route", r.PushRoute, false, 1024); err != nil {
+	if err := CheckPushRoute(r.PushRoute); err != nil {
 		return Device{}, fmt.Errorf("rebind: %w", err)
 	}
 	pub, err := ParsePublicKey(r.PublicKey)

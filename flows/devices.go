@@ -71,7 +71,7 @@ func (s *Service) Enroll(ctx context.Context, r EnrollRequest) (Device, Account,
 	if err := checkText("device name", r.Name, false, 128); err != nil {
 		return Device{}, Account{}, err
 	}
-	if err := checkText("push route", r.PushRoute, false, 1024); err != nil {
+	if err := CheckPushRoute(r.PushRoute); err != nil {
 		return Device{}, Account{}, err
 	}
 	pub, err := ParsePublicKey(r.PublicKey)

@@ -85,6 +85,8 @@ type Service struct {
 	email   EmailSender  // nil: no email codes
 	sms     SMSSender    // nil: no SMS codes
 	alerter AdminAlerter // nil: alerts are only logged
+	push    PushSender   // nil: no wake-up pushes
+	pushes  pushes       // pushes in flight
 }
 
 // Option changes how New builds a Service.

@@ -63,7 +63,9 @@ func (r *BeginRequest) check() error {
 // if a code method (sms, email, override) is open, else it is ErrNoDevice.
 // Push is left out, QR taking its place, past the push limit or while a
 // fraud report blocks pushes (Challenge.PushSuppressed says which). Push
-// requests become visible to the account's devices at once.
+// requests become visible to the account's devices at once, and with a
+// PushSender each active device with a push route gets a wake-up in the
+// background (see WithPushSender); Begin does not wait for it.
 func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) {
 	if err := r.check(); err != nil {
 		return Challenge{}, err
@@ -142,6 +144,9 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 	}, accountTopic(a.ID))
 	if err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
+	}
+	if sgn.HasMethod(MethodPush) {
+		s.sendPushes(ctx, a, ds, sgn)
 	}
 	if tellAdmins {
 		s.alert(ctx, AdminAlert{Kind: AlertPushLimit, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID,

@@ -26,8 +26,10 @@ import (
 var (
 	// ErrRouteGone means the push service says the route's device token
 	// is dead (the app was removed, or the token is not one it issued):
-	// keystep may mark the route dead and stop sending to it.
-	ErrRouteGone = errors.New("push route is gone")
+	// keystep may mark the route dead and stop sending to it. It is
+	// flows.ErrPushRouteGone, so flows can tell it without importing this
+	// package.
+	ErrRouteGone = flows.ErrPushRouteGone
 	// ErrBadRoute means the route is malformed; nothing was sent.
 	ErrBadRoute = errors.New("malformed push route")
 	// ErrBadPush means the push itself is unusable (a bad sign-in id,
