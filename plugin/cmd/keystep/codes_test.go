@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -246,5 +247,70 @@ func TestServeAlertsConfig(t *testing.T) {
 		if n != 1 || !strings.Contains(errs, want) {
 			t.Errorf("%q: exit %d, %q; want %q", yaml, n, errs, want)
 		}
+	}
+}
+
+// pipeMail is an email sender that types the code it sends into a pipe:
+// the user reading their mail and typing the code into the terminal.
+type pipeMail struct {
+	w    *io.PipeWriter
+	sent chan flows.Email
+}
+
+func (p pipeMail) SendEmail(_ context.Context, m flows.Email) error {
+	p.sent <- m
+	code := regexp.MustCompile(`\b\d{6}\b`).FindString(m.Text)
+	go func() { _, _ = io.WriteString(p.w, code+"\n") }() // test-signin reads it once SendCode has answered
+	return nil
+}
+
+// TestCommandLineEmailCode runs test-signin --method email against a server
+// given an email sender: the code goes out by email and comes back in on
+// standard input.
+func TestCommandLineEmailCode(t *testing.T) {
+	for _, k := range []string{"KEYSTEP_LISTEN", "KEYSTEP_PUBLIC_URL", "KEYSTEP_DATA_DIR", "KEYSTEP_STORE_DRIVER", "KEYSTEP_STORE_DSN", "KEYSTEP_ADMIN_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfg, err := loadConfig("", envOf(nil), []flagOverride{{"listen", "listen", "127.0.0.1:0"}, {"data_dir", "data", dataDir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w := io.Pipe()
+	mail := pipeMail{w: w, sent: make(chan flows.Email, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLineWriter()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, logs, Senders{Email: mail}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	url := logs.next(t, listening)[1]
+	c := cli{t: t, server: url, tokenFile: filepath.Join(dataDir, "admin-token")}
+	c.must(c.admin("user", "add", "alice", "--email", "alice@example.com")...)
+
+	var out, errb bytes.Buffer
+	n := runWithInput(context.Background(), c.admin("--json", "test-signin", "alice", "--method", "email"), r, &out, &errb)
+	if n != 0 {
+		t.Fatalf("test-signin by email: exit %d\n%s%s", n, out.String(), errb.String())
+	}
+	m := <-mail.sent
+	if m.To != "alice@example.com" || !strings.Contains(m.Subject, "keystep admin test-signin") {
+		t.Fatalf("email %+v", m)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	sent := decode[struct{ Event, Channel, To string }](t, lines[1])
+	outcome := decode[struct{ Event, Status string }](t, lines[2])
+	if sent.Event != "code_sent" || sent.Channel != "email" || sent.To != "a•••@example.com" || outcome.Status != "approved" {
+		t.Fatalf("lines %+v %+v", sent, outcome)
+	}
+	if strings.Contains(errb.String(), "Code sent to") {
+		t.Fatalf("prompted although stdin is no terminal: %q", errb.String())
 	}
 }
