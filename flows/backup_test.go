@@ -312,6 +312,7 @@ func TestRebindBadInput(t *testing.T) {
 		}, flows.ErrInvalid, "must not be the restored key"},
 		{"name with a control character", func(r *flows.RebindRequest, _ *flows.Device) { r.Name = "new\x00phone" }, flows.ErrInvalid, "device name"},
 		{"name too long", func(r *flows.RebindRequest, _ *flows.Device) { r.Name = string(make([]byte, 200)) }, flows.ErrInvalid, "device name"},
+		{"malformed push route", func(r *flows.RebindRequest, _ *flows.Device) { r.PushRoute = "apns:zz" }, flows.ErrInvalid, "push route"},
 		{"device of another account", func(_ *flows.RebindRequest, d *flows.Device) { d.AccountID = bobs.device.AccountID }, flows.ErrWrongAccount, ""},
 		{"malformed device id", func(_ *flows.RebindRequest, d *flows.Device) { d.ID = "no/such id" }, flows.ErrInvalid, "device id"},
 	} {
