@@ -17,6 +17,7 @@ func (s *Server) routeDevice() {
 	s.mux.HandleFunc("POST "+api.PathDecision, s.authDevice(s.decide))
 	s.mux.HandleFunc("POST "+api.PathQRClaim, s.authDevice(s.claimQR))
 	s.mux.HandleFunc("POST "+api.PathRebind, s.authDevice(s.rebind))
+	s.mux.HandleFunc("PUT "+api.PathPushRoute, s.authDevice(s.setPushRoute))
 }
 
 // enroll redeems an invitation for a new device. It needs no device
