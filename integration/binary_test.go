@@ -156,6 +156,7 @@ type streaming struct {
 	cmd   *exec.Cmd
 	lines chan string
 	errb  *bytes.Buffer
+	stdin io.WriteCloser // the command's standard input
 }
 
 func startStreaming(t *testing.T, args ...string) *streaming {
@@ -166,7 +167,11 @@ func startStreaming(t *testing.T, args ...string) *streaming {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &streaming{t: t, cmd: cmd, lines: make(chan string, 16), errb: &bytes.Buffer{}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &streaming{t: t, cmd: cmd, lines: make(chan string, 16), errb: &bytes.Buffer{}, stdin: stdin}
 	cmd.Stderr = s.errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -214,3 +219,6 @@ func (s *streaming) wait() int {
 	}
 	return 0
 }
+
+// itoa formats a port for a configuration file.
+func itoa(n int) string { return fmt.Sprint(n) }

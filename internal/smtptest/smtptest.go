@@ -79,6 +79,7 @@ type Server struct {
 	Username string         // the one user AUTH accepts
 	Password string         // that user's password
 	CAPool   *x509.CertPool // holds the CA that signed the server's certificate
+	CAFile   string         // the same CA as a PEM file, for configuration files
 	Dir      string         // maildir root; messages are files in Dir/new
 
 	t      testing.TB
@@ -136,7 +137,7 @@ func StartMode(t testing.TB, mode Mode) *Server {
 		"--maildir", s.Dir, "--username", s.Username}
 	if mode != NoTLS {
 		cert, key, pool := makeCert(t, tmp)
-		s.CAPool = pool
+		s.CAPool, s.CAFile = pool, filepath.Join(tmp, "ca.crt")
 		args = append(args, "--cert", cert, "--key", key)
 	}
 
@@ -383,6 +384,9 @@ func makeCert(t testing.TB, dir string) (certFile, keyFile string, pool *x509.Ce
 		fail(err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		fail(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
 		fail(err)
 	}
 	pool = x509.NewCertPool()

@@ -281,7 +281,7 @@ func TestCommandLineEmailCode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := newLineWriter()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, logs, Senders{Email: mail}) }()
+	go func() { done <- serve(ctx, cfg, logs, Senders{Email: mail}, nil) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

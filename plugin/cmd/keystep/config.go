@@ -31,6 +31,7 @@ type Config struct {
 	Push               PushConfig    // push limits
 	Fraud              FraudConfig   // what a fraud report does
 	Alerts             AlertsConfig  // where admin alerts go
+	Senders            SendersConfig // email, SMS and push delivery
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
@@ -171,6 +172,7 @@ func (c *Config) schema() schema {
 		"tombstone_retention": durationValue(&c.TombstoneRetention),
 	}
 	maps.Copy(s, c.codesSchema())
+	maps.Copy(s, c.sendersSchema())
 	return s
 }
 
@@ -417,6 +419,7 @@ type fileConfig struct {
 	InvitationTTL      string `yaml:"invitation_ttl"`
 	TombstoneRetention string `yaml:"tombstone_retention"`
 	fileCodes          `yaml:",inline"`
+	Senders            SendersConfig `yaml:",inline"`
 }
 
 // marshalYAML writes c as a configuration file that parseYAML reads back.
@@ -427,5 +430,6 @@ func (c *Config) marshalYAML() ([]byte, error) {
 	f.SignIn.NumberDigits, f.SignIn.TTL = c.SignIn.NumberDigits, formatDuration(c.SignIn.TTL)
 	f.InvitationTTL, f.TombstoneRetention = formatDuration(c.InvitationTTL), formatDuration(c.TombstoneRetention)
 	f.fileCodes = c.marshalCodes()
+	f.Senders = c.Senders
 	return yaml.Marshal(f)
 }

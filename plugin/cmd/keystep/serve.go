@@ -75,7 +75,11 @@ file (codes.key_file).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, cmd.ErrOrStderr(), Senders{})
+			senders, pusher, err := cfg.buildSenders()
+			if err != nil {
+				return err
+			}
+			return serve(ctx, cfg, cmd.ErrOrStderr(), senders, pusher)
 		},
 	}
 	f := cmd.Flags()
@@ -89,7 +93,7 @@ file (codes.key_file).`,
 // serve runs the server until ctx ends, then shuts it down gracefully. The
 // senders deliver SMS and email codes (and email alerts); a nil one leaves
 // its channel off.
-func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders) error {
+func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
@@ -130,10 +134,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders) e
 	if err != nil {
 		return err
 	}
+	if pusher != nil {
+		opts = append(opts, flows.WithPushSender(pusher))
+	}
 	svc, err := flows.New(store, fc, append(opts, flows.WithLogger(log))...)
 	if err != nil {
 		return err
 	}
+	defer svc.Close() // after the server: lets in-flight pushes finish
 	p, err := provider.New(provider.Options{Flows: svc, AdminToken: token, Logger: log, Clock: flows.SystemClock{}})
 	if err != nil {
 		return err
