@@ -27,6 +27,7 @@ type Config struct {
 	SignIn             SignInConfig
 	InvitationTTL      time.Duration // 0: flows' default
 	TombstoneRetention time.Duration // 0: flows' default
+	Devices            DevicesConfig
 	Codes              CodesConfig   // one-time codes and their limits
 	Push               PushConfig    // push limits
 	Fraud              FraudConfig   // what a fraud report does
@@ -41,6 +42,13 @@ type Config struct {
 type StoreConfig struct {
 	Driver string // sqlite or postgres
 	DSN    string // sqlite: the database file (default <data_dir>/keystep.db); postgres: the connection string
+}
+
+// DevicesConfig is the device policy.
+type DevicesConfig struct {
+	// ReplaceOnEnroll unregisters a user's other devices when they enroll
+	// a new one with a new invitation (a new phone without a backup).
+	ReplaceOnEnroll bool `yaml:"replace_on_enroll"`
 }
 
 // SignInConfig is the sign-in policy.
@@ -170,6 +178,9 @@ func (c *Config) schema() schema {
 		},
 		"invitation_ttl":      durationValue(&c.InvitationTTL),
 		"tombstone_retention": durationValue(&c.TombstoneRetention),
+		"devices": schema{
+			"replace_on_enroll": boolValue(&c.Devices.ReplaceOnEnroll),
+		},
 	}
 	maps.Copy(s, c.codesSchema())
 	maps.Copy(s, c.sendersSchema())
@@ -268,6 +279,21 @@ func stringValue(p *string) setter {
 			return err
 		}
 		*p = v
+		return nil
+	}
+}
+
+func boolValue(p *bool) setter {
+	return func(n *yaml.Node) error {
+		v, err := scalar(n)
+		if err != nil {
+			return err
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil || n.Tag != "!!bool" {
+			return fmt.Errorf("must be true or false, not %q", v)
+		}
+		*p = b
 		return nil
 	}
 }
@@ -394,12 +420,13 @@ func flowsReason(err error) string {
 // flowsConfig is the policy part of c for flows.New.
 func (c *Config) flowsConfig(origin string) flows.Config {
 	return flows.Config{
-		Origin:             origin,
-		NumberDigits:       c.SignIn.NumberDigits,
-		SignInTTL:          c.SignIn.TTL,
-		InvitationTTL:      c.InvitationTTL,
-		TombstoneRetention: c.TombstoneRetention,
-		CodeConfig:         c.flowsCodeConfig(),
+		Origin:                 origin,
+		NumberDigits:           c.SignIn.NumberDigits,
+		SignInTTL:              c.SignIn.TTL,
+		InvitationTTL:          c.InvitationTTL,
+		TombstoneRetention:     c.TombstoneRetention,
+		ReplaceDevicesOnEnroll: c.Devices.ReplaceOnEnroll,
+		CodeConfig:             c.flowsCodeConfig(),
 	}
 }
 
@@ -416,8 +443,9 @@ type fileConfig struct {
 		NumberDigits int    `yaml:"number_digits"`
 		TTL          string `yaml:"ttl"`
 	} `yaml:"signin"`
-	InvitationTTL      string `yaml:"invitation_ttl"`
-	TombstoneRetention string `yaml:"tombstone_retention"`
+	InvitationTTL      string        `yaml:"invitation_ttl"`
+	TombstoneRetention string        `yaml:"tombstone_retention"`
+	Devices            DevicesConfig `yaml:"devices"`
 	fileCodes          `yaml:",inline"`
 	Senders            SendersConfig `yaml:",inline"`
 }
@@ -431,5 +459,6 @@ func (c *Config) marshalYAML() ([]byte, error) {
 	f.InvitationTTL, f.TombstoneRetention = formatDuration(c.InvitationTTL), formatDuration(c.TombstoneRetention)
 	f.fileCodes = c.marshalCodes()
 	f.Senders = c.Senders
+	f.Devices = c.Devices
 	return yaml.Marshal(f)
 }

@@ -54,3 +54,16 @@ func TestSendersConfig(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+func TestReplaceOnEnrollConfig(t *testing.T) {
+	c := defaultConfig()
+	if err := c.parseYAML([]byte("devices:\n  replace_on_enroll: true\n"), "t.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.flowsConfig("http://127.0.0.1:8080").ReplaceDevicesOnEnroll {
+		t.Fatal("devices.replace_on_enroll did not reach flows")
+	}
+	if err := c.parseYAML([]byte("devices:\n  replace_on_enroll: yes please\n"), "t.yaml"); err == nil || !strings.Contains(err.Error(), "devices.replace_on_enroll") {
+		t.Fatalf("bad bool: %v", err)
+	}
+}
