@@ -29,6 +29,7 @@ const adminToken = "admin-token-for-e2e-tests-0123456789"
 type server struct {
 	origin string
 	admin  *adminclient.Client
+	svc    *flows.Service
 }
 
 func startServer(t *testing.T, clock *clocktest.Clock) server {
@@ -37,8 +38,8 @@ func startServer(t *testing.T, clock *clocktest.Clock) server {
 }
 
 // startServerAt serves the provider under a path prefix, as a reverse
-// proxy that strips the public URL's path would.
-func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string) server {
+// proxy that strips the public URL's path would; opts go to flows.New.
+func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string, opts ...flows.Option) server {
 	t.Helper()
 	ctx := context.Background()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,10 +53,11 @@ func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string) server {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: []byte("authenticator-test-code-key-0123456789")}}, flows.WithClock(clock), flows.WithLogger(log))
+	svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: []byte("authenticator-test-code-key-0123456789")}}, append([]flows.Option{flows.WithClock(clock), flows.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(svc.Close) // waits for pushes in flight, before the store closes
 	p, err := provider.New(provider.Options{Flows: svc, AdminToken: adminToken, Logger: log, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +75,7 @@ func startServerAt(t *testing.T, clock *clocktest.Clock, prefix string) server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return server{origin: origin, admin: admin}
+	return server{origin: origin, admin: admin, svc: svc}
 }
 
 // enroll creates an account at srv and enrolls it on a.
