@@ -48,6 +48,7 @@ terminal: its keys and enrolled accounts live in a state file (mode 0600).`,
 	pf.BoolVar(&f.json, "json", false, "print JSON (one object per line when streaming)")
 	cmd.AddCommand(newEnrollCmd(f), newPendingCmd(f), newApproveCmd(f), newDenyCmd(f), newScanCmd(f), newAccountsCmd(f))
 	cmd.AddCommand(newBackupCmd(f), newRestoreCmd(f))
+	cmd.AddCommand(newPushRouteCmd(f))
 	return cmd
 }
 
