@@ -209,21 +209,27 @@ func (s *Service) deliver(base context.Context, a Account, d Device, p Push) {
 	}
 }
 
-// recordPushFailure writes push.failed and, if the route is gone and the
-// device still has the route that failed, clears it (push.route_cleared),
-// in one transaction.
+// recordPushFailure writes push.failed and then, if the route is gone and
+// the device still has the route that failed, clears it
+// (push.route_cleared). Two transactions: the failure is recorded even if
+// the clearing fails, and the clearing touches the device before the audit
+// chain, in the order every other device write takes, so that no two
+// transactions wait on each other. On PostgreSQL a route the device
+// replaces between the check and the clearing, a moment apart, is lost,
+// and comes back the next time the app sends it.
 func (s *Service) recordPushFailure(ctx context.Context, d Device, signInID string, cause error, gone bool) error {
 	now := s.now()
-	return s.write(ctx, func(tx Tx) error {
+	err := s.write(ctx, func(tx Tx) error {
 		ev := auditAt(now, "system", AuditPushFailed)
 		ev.AccountID, ev.DeviceID, ev.SignInID = d.AccountID, d.ID, signInID
 		ev.Detail = clipText(cause.Error(), 1024)
-		if _, err := tx.AppendAudit(ctx, ev); err != nil {
-			return err
-		}
-		if !gone {
-			return nil
-		}
+		_, err := tx.AppendAudit(ctx, ev)
+		return err
+	})
+	if err != nil || !gone {
+		return err
+	}
+	return s.write(ctx, func(tx Tx) error {
 		cur, err := tx.GetDevice(ctx, d.ID)
 		if err != nil {
 			return err
@@ -232,9 +238,12 @@ func (s *Service) recordPushFailure(ctx context.Context, d Device, signInID stri
 			return nil // unregistered, or a new route came meanwhile
 		}
 		if err := tx.UpdateDevicePushRoute(ctx, d.ID, ""); err != nil {
+			if isNotFound(err) {
+				return nil // unregistered since the check
+			}
 			return err
 		}
-		ev = auditAt(now, "system", AuditPushRouteCleared)
+		ev := auditAt(now, "system", AuditPushRouteCleared)
 		ev.AccountID, ev.DeviceID, ev.SignInID = d.AccountID, d.ID, signInID
 		ev.Detail = "the push service says the device's " + routeKind(d.PushRoute) + " route is gone"
 		_, err = tx.AppendAudit(ctx, ev)
