@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,25 +34,47 @@ var benchStores = map[string]func(b *testing.B) flows.Store{
 	},
 }
 
+// benchUsers is how many users the sign-in benchmarks take turns with, so
+// that no account passes the push limit (benchPushLimit per minute).
+const (
+	benchUsers     = 64
+	benchPushLimit = 1000
+)
+
+// benchService opens a store and a service with benchUsers enrolled users.
+func benchService(b *testing.B, store string) (*env, []phone) {
+	st := benchStores[store](b)
+	b.Cleanup(func() { st.Close() })
+	svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{
+		CodeKey: testCodeKey, PushLimit: benchPushLimit, PushWindow: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &env{t: b, ctx: context.Background(), svc: svc, store: st}
+	phones := make([]phone, benchUsers)
+	for i := range phones {
+		name := fmt.Sprintf("user%d", i)
+		e.addUser(name)
+		phones[i] = e.enrollReal(name)
+		phones[i].device.Name = name
+	}
+	return e, phones
+}
+
 // BenchmarkPushSignIn measures one complete push sign-in through flows:
-// Begin, the device's ES256 signature over the decision, Decide (which
-// verifies it and records the decision), and a waiter in Await woken by it.
+// Begin (with its push-limit count), the device's ES256 signature over the
+// decision, Decide (which verifies it and records the decision), and a
+// waiter in Await woken by it.
 func BenchmarkPushSignIn(b *testing.B) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		b.Run(name, func(b *testing.B) {
-			st := benchStores[name](b)
-			defer st.Close()
-			svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			e := &env{t: b, ctx: context.Background(), svc: svc, store: st}
-			e.addUser("alice")
-			p := e.enrollReal("alice")
+			e, phones := benchService(b, name)
 			b.ReportAllocs()
-			b.ResetTimer()
+			i := 0
 			for b.Loop() {
-				if err := pushSignIn(e, "alice", p); err != nil {
+				p := phones[i%len(phones)]
+				i++
+				if err := pushSignIn(e, p.device.Name, p); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -65,28 +88,14 @@ func BenchmarkPushSignIn(b *testing.B) {
 func BenchmarkPushSignInParallel(b *testing.B) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		b.Run(name, func(b *testing.B) {
-			st := benchStores[name](b)
-			defer st.Close()
-			svc, err := flows.New(st, flows.Config{Origin: origin, CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			e := &env{t: b, ctx: context.Background(), svc: svc, store: st}
-			const users = 64
-			phones := make(chan phone, users)
-			for i := range users {
-				name := fmt.Sprintf("user%d", i)
-				e.addUser(name)
-				p := e.enrollReal(name)
-				p.device.Name = name
-				phones <- p
-			}
+			e, phones := benchService(b, name)
+			var next atomic.Int64
 			b.ReportAllocs()
 			b.SetParallelism(4)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				p := <-phones
 				for pb.Next() {
+					p := phones[next.Add(1)%int64(len(phones))]
 					if err := pushSignIn(e, p.device.Name, p); err != nil {
 						b.Error(err)
 						return
