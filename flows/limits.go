@@ -68,8 +68,8 @@ func ipKey(ip string) string {
 // PushWindow. When push is left out, QR takes its place. It returns the
 // methods to open, why push was left out ("" if it was not), and whether
 // the admins are to be told (once per window).
-func (s *Service) pushGate(ctx context.Context, a Account, methods []Method, now time.Time) ([]Method, string, bool, error) {
-	lim, err := s.store.GetAccountLimits(ctx, a.ID)
+func (s *Service) pushGate(ctx context.Context, tx Tx, a Account, methods []Method, now time.Time) ([]Method, string, bool, error) {
+	lim, err := tx.GetAccountLimits(ctx, a.ID)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -77,13 +77,13 @@ func (s *Service) pushGate(ctx context.Context, a Account, methods []Method, now
 	if lim.PushBlockedUntil.After(now) {
 		why = PushSuppressedFraud
 	} else {
-		ok, _, err := s.store.HitRateLimit(ctx, "push:"+a.ID, now, s.cfg.PushWindow, s.cfg.PushLimit)
+		ok, _, err := tx.HitRateLimit(ctx, "push:"+a.ID, now, s.cfg.PushWindow, s.cfg.PushLimit)
 		if err != nil {
 			return nil, "", false, err
 		}
 		if !ok {
 			why = PushSuppressedRate
-			tell, _, err = s.store.HitRateLimit(ctx, "push-alert:"+a.ID, now, s.cfg.PushWindow, 1)
+			tell, _, err = tx.HitRateLimit(ctx, "push-alert:"+a.ID, now, s.cfg.PushWindow, 1)
 			if err != nil {
 				return nil, "", false, err
 			}

@@ -100,32 +100,28 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 		}
 	}
 	now := s.now()
-	var suppressed string
-	var tellAdmins bool
-	if slices.Contains(methods, MethodPush) {
-		if methods, suppressed, tellAdmins, err = s.pushGate(ctx, a, methods, now); err != nil {
-			return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
-		}
-	}
-	sgn := SignIn{
-		ID: NewID(), AccountID: a.ID, Client: r.Client, IP: r.IP, UserAgent: r.UserAgent,
-		Methods: methods, Nonce: NewSecret(16), CreatedAt: now, ExpiresAt: now.Add(s.cfg.SignInTTL), Status: StatusPending,
-	}
-	ch := Challenge{SignIn: sgn, PushSuppressed: suppressed}
-	if sgn.HasMethod(MethodPush) {
-		ch.Number = randomDigits(s.cfg.NumberDigits)
-		sgn.Number = ch.Number
-	}
-	if sgn.HasMethod(MethodQR) {
-		secret := NewSecret(16)
-		sgn.QRSecretHash = HashSecret(secret)
-		ch.QRPayload = SignInQR{Server: s.cfg.Origin, SignInID: sgn.ID, Secret: secret}.String()
-	}
 	actor := r.Actor
 	if actor == "" {
 		actor = "client:" + r.Client
 	}
+	var (
+		sgn        SignIn
+		ch         Challenge
+		suppressed string
+		tellAdmins bool
+	)
+	// The push gate counts inside the sign-in's own transaction: one commit
+	// per Begin, and a sign-in that fails to start spends no push.
 	err = s.write(ctx, func(tx Tx) error {
+		open := methods
+		suppressed, tellAdmins = "", false
+		if slices.Contains(open, MethodPush) {
+			var err error
+			if open, suppressed, tellAdmins, err = s.pushGate(ctx, tx, a, open, now); err != nil {
+				return err
+			}
+		}
+		sgn, ch = s.newSignIn(a, r, open, now, suppressed)
 		if err := tx.CreateSignIn(ctx, sgn); err != nil {
 			return err
 		}
@@ -152,8 +148,28 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 		s.alert(ctx, AdminAlert{Kind: AlertPushLimit, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID,
 			Detail: pushSuppressedDetail(suppressed, s.cfg), Time: now})
 	}
-	ch.SignIn = sgn
 	return ch, nil
+}
+
+// newSignIn makes a pending sign-in with the given methods open, and the
+// challenge the sign-in screen shows for it.
+func (s *Service) newSignIn(a Account, r BeginRequest, methods []Method, now time.Time, suppressed string) (SignIn, Challenge) {
+	sgn := SignIn{
+		ID: NewID(), AccountID: a.ID, Client: r.Client, IP: r.IP, UserAgent: r.UserAgent,
+		Methods: methods, Nonce: NewSecret(16), CreatedAt: now, ExpiresAt: now.Add(s.cfg.SignInTTL), Status: StatusPending,
+	}
+	ch := Challenge{PushSuppressed: suppressed}
+	if sgn.HasMethod(MethodPush) {
+		ch.Number = randomDigits(s.cfg.NumberDigits)
+		sgn.Number = ch.Number
+	}
+	if sgn.HasMethod(MethodQR) {
+		secret := NewSecret(16)
+		sgn.QRSecretHash = HashSecret(secret)
+		ch.QRPayload = SignInQR{Server: s.cfg.Origin, SignInID: sgn.ID, Secret: secret}.String()
+	}
+	ch.SignIn = sgn
+	return sgn, ch
 }
 
 // pushSuppressedDetail says why push was left out of a sign-in.
