@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -21,13 +22,11 @@ func (s *Server) routeDevice() {
 }
 
 // enroll redeems an invitation for a new device. It needs no device
-// signature (the device has no registration yet) but every attempt spends
-// one of the client IP's enrollment tokens.
+// signature (the device has no registration yet). A failed enrollment (a
+// bad signature, an unknown, used or expired invitation) spends one of the
+// client address's enrollment tokens, and once they are spent such a
+// failure is answered 429; a valid enrollment always gets through.
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
-	if wait := s.enrollLimit.take(clientKey(r)); wait > 0 {
-		writeRateLimited(w, wait)
-		return
-	}
 	body, p := readBody(w, r)
 	if p != nil {
 		writeProblem(w, *p)
@@ -52,6 +51,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		Token: req.Token, PublicKey: pub, Signature: sig, Name: req.Name, PushRoute: req.PushRoute,
 	})
 	if err != nil {
+		if enrollFailure(err) {
+			if wait := s.enrollLimit.take(s.clientKey(r)); wait > 0 {
+				writeRateLimited(w, wait)
+				return
+			}
+		}
 		s.fail(w, r, err)
 		return
 	}
@@ -126,4 +131,12 @@ func (s *Server) claimQR(w http.ResponseWriter, r *http.Request, body []byte, d 
 		return
 	}
 	writeJSON(w, http.StatusOK, signInRequest(sgn))
+}
+
+// enrollFailure reports whether err is an enrollment that failed on its
+// credentials (what a stranger guessing invitation tokens gets), rather
+// than on its form or the account's state.
+func enrollFailure(err error) bool {
+	return errors.Is(err, flows.ErrBadSignature) || errors.Is(err, flows.ErrNotFound) ||
+		errors.Is(err, flows.ErrAlreadyUsed) || errors.Is(err, flows.ErrExpired)
 }

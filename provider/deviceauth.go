@@ -18,16 +18,13 @@ type deviceHandler func(w http.ResponseWriter, r *http.Request, body []byte, d f
 const deviceAuthChallenge = `Keystep-Signature realm="keystep device API"`
 
 // authDevice authenticates a device API call from its Keystep-* headers
-// before calling next. Failures spend the client IP's rate-limit tokens.
-// Every failure that could depend on whether a device id exists gets the
-// same answer, so a stranger learns nothing about device ids.
+// before calling next. The proof is checked first: a valid one always gets
+// through. A failed one spends one of the client address's rate-limit
+// tokens, and once they are spent a failure is answered 429. Every failure
+// that could depend on whether a device id exists gets the same answer, so
+// a stranger learns nothing about device ids.
 func (s *Server) authDevice(next deviceHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key := clientKey(r)
-		if wait := s.deviceLimit.wait(key); wait > 0 {
-			writeRateLimited(w, wait)
-			return
-		}
 		body, p := readBody(w, r)
 		if p != nil {
 			writeProblem(w, *p)
@@ -35,7 +32,9 @@ func (s *Server) authDevice(next deviceHandler) http.HandlerFunc {
 		}
 		proof, p := deviceProof(r, body)
 		if p != nil {
-			s.deviceLimit.take(key)
+			if s.deviceFailureLimited(w, r) {
+				return
+			}
 			w.Header().Set("WWW-Authenticate", deviceAuthChallenge)
 			writeProblem(w, *p)
 			return
@@ -43,7 +42,9 @@ func (s *Server) authDevice(next deviceHandler) http.HandlerFunc {
 		d, a, err := s.flows.AuthenticateDevice(r.Context(), proof)
 		if err != nil {
 			if errors.Is(err, flows.ErrBadSignature) || errors.Is(err, flows.ErrReplay) || errors.Is(err, flows.ErrExpired) {
-				s.deviceLimit.take(key)
+				if s.deviceFailureLimited(w, r) {
+					return
+				}
 			}
 			if errors.Is(err, flows.ErrBadSignature) || errors.Is(err, flows.ErrReplay) {
 				w.Header().Set("WWW-Authenticate", deviceAuthChallenge)
@@ -62,6 +63,17 @@ func (s *Server) authDevice(next deviceHandler) http.HandlerFunc {
 		}
 		next(w, r, body, d, a)
 	}
+}
+
+// deviceFailureLimited spends one of the client address's device-auth
+// tokens for a failed proof; if there is none left it answers 429 and
+// reports true.
+func (s *Server) deviceFailureLimited(w http.ResponseWriter, r *http.Request) bool {
+	if wait := s.deviceLimit.take(s.clientKey(r)); wait > 0 {
+		writeRateLimited(w, wait)
+		return true
+	}
+	return false
 }
 
 // deviceProof reads the four Keystep-* headers. A missing or malformed

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,10 +14,13 @@ import (
 	"github.com/keystep/keystep/provider/api"
 )
 
-// Rate limits on what a stranger can call, per client IP: a burst, then one
-// more attempt per period.
+// Rate limits on failed attempts, per client address: a burst, then one
+// more failure per period. Only failures spend tokens, and only a request
+// that fails is refused once its address has none left: a valid admin
+// token or device signature always gets through, so a stranger behind the
+// same address (a reverse proxy, CGNAT) cannot lock real users out.
 const (
-	enrollBurst     = 10 // enrollment attempts
+	enrollBurst     = 10 // failed enrollments (bad signature, unknown or used invitation)
 	enrollEvery     = 30 * time.Second
 	deviceAuthBurst = 20 // failed device authentications
 	deviceAuthEvery = 3 * time.Second
@@ -103,19 +107,64 @@ func (l *limiter) sweep(now time.Time) {
 	}
 }
 
-// clientKey is the rate-limit key of a request: the host of RemoteAddr
-// (never a forwarded-for header, which the client controls), with IPv6
-// addresses cut to their /64 since one host usually owns a whole /64.
-func clientKey(r *http.Request) string {
+// peerAddr is the address of the TCP peer (RemoteAddr without its port).
+func peerAddr(r *http.Request) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap()
+	return ip.Unmap().WithZone(""), true
+}
+
+// trusted reports whether ip is one of the configured reverse proxies.
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.trustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the client's address. It is the TCP peer's, unless the
+// peer is a trusted proxy: then it is the right-most X-Forwarded-For entry
+// that is not itself a trusted proxy (the entries to its left are the
+// client's to write, and so are ignored). A malformed entry ends the walk at
+// the last address a trusted proxy vouched for.
+func (s *Server) clientAddr(r *http.Request) (netip.Addr, bool) {
+	ip, ok := peerAddr(r)
+	if !ok || !s.trusted(ip) {
+		return ip, ok
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return ip, true
+		}
+		ip = hop.Unmap().WithZone("")
+		if !s.trusted(ip) {
+			return ip, true
+		}
+	}
+	return ip, true
+}
+
+// clientKey is the rate-limit key of a request: the client's address (see
+// clientAddr), with IPv6 addresses cut to their /64 since one host usually
+// owns a whole /64.
+func (s *Server) clientKey(r *http.Request) string {
+	ip, ok := s.clientAddr(r)
+	if !ok {
+		return r.RemoteAddr
+	}
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return p.String()
@@ -124,16 +173,12 @@ func clientKey(r *http.Request) string {
 }
 
 // clientIP is the client's address as shown to users (no port).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+func (s *Server) clientIP(r *http.Request) string {
+	ip, ok := s.clientAddr(r)
+	if !ok {
 		return ""
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return ""
-	}
-	return ip.Unmap().WithZone("").String()
+	return ip.String()
 }
 
 // writeRateLimited answers 429 with Retry-After in whole seconds.

@@ -8,6 +8,7 @@ import (
 	"github.com/keystep/keystep/provider/api"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,22 +163,47 @@ func TestPanicsAreRecovered(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	t.Run("enroll", func(t *testing.T) {
+	t.Run("enroll failures", func(t *testing.T) {
 		e := newEnv(t)
+		e.addUser("alice")
+		e.addUser("bob")
+		// Malformed requests touch no secret and spend nothing.
+		for range 2 * enrollBurst {
+			wantProblem(t, e.post(api.PathEnroll, []byte(`{}`)), http.StatusBadRequest, api.ProblemInvalid)
+		}
+		link := e.invite("alice")
+		// A used invitation and an unknown one are failures.
+		good, _ := e.enrollRequest(link)
+		decode[api.EnrollResponse](t, e.post(api.PathEnroll, good), http.StatusCreated)
+		unknown := link
+		unknown.Token = flows.NewSecret(32)
 		for i := range enrollBurst {
-			resp := e.post(api.PathEnroll, []byte(`{}`))
-			if resp.StatusCode == http.StatusTooManyRequests {
-				t.Fatalf("attempt %d limited", i+1)
+			req := good
+			if i%2 == 1 {
+				req, _ = e.enrollRequest(unknown)
+			}
+			resp := e.post(api.PathEnroll, req)
+			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode < 400 {
+				t.Fatalf("failure %d answered %d", i+1, resp.StatusCode)
 			}
 		}
-		resp := e.post(api.PathEnroll, []byte(`{}`))
+		bad, _ := e.enrollRequest(unknown)
+		resp := e.post(api.PathEnroll, bad)
 		wantProblem(t, resp, http.StatusTooManyRequests, api.ProblemRateLimited)
 		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || secs < 1 {
 			t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
 		}
+		// A bad signature is a failure too.
+		forged, _ := e.enrollRequest(e.invite("bob"))
+		forged.Signature = bad.Signature
+		wantProblem(t, e.post(api.PathEnroll, forged), http.StatusTooManyRequests, api.ProblemRateLimited)
+		// A valid enrollment from the same, spent address gets through.
+		ok, _ := e.enrollRequest(e.invite("bob"))
+		decode[api.EnrollResponse](t, e.post(api.PathEnroll, ok), http.StatusCreated)
+		// Time gives back one failure, and only one.
 		e.clock.Advance(enrollEvery)
-		wantProblem(t, e.post(api.PathEnroll, []byte(`{}`)), http.StatusBadRequest, api.ProblemInvalid)
-		wantProblem(t, e.post(api.PathEnroll, []byte(`{}`)), http.StatusTooManyRequests, api.ProblemRateLimited)
+		wantProblem(t, e.post(api.PathEnroll, bad), http.StatusNotFound, api.ProblemNotFound)
+		wantProblem(t, e.post(api.PathEnroll, bad), http.StatusTooManyRequests, api.ProblemRateLimited)
 	})
 	t.Run("device auth failures", func(t *testing.T) {
 		e := newEnv(t)
@@ -189,14 +215,18 @@ func TestRateLimits(t *testing.T) {
 			wantProblem(t, e.device(fake, "GET", api.PathDeviceAccount, nil), http.StatusUnauthorized, api.ProblemBadSignature)
 		}
 		wantProblem(t, e.device(fake, "GET", api.PathDeviceAccount, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
-		// The address is limited, the genuine device behind it too, until time passes.
-		wantProblem(t, e.device(p, "GET", api.PathDeviceAccount, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
-		e.clock.Advance(deviceAuthEvery)
-		decode[api.AccountView](t, e.device(p, "GET", api.PathDeviceAccount, nil), http.StatusOK)
-		// Successes spend nothing.
+		// Unsigned requests are failures too.
+		req, _ := http.NewRequest("GET", e.ts.URL+api.PathDeviceAccount, nil)
+		wantProblem(t, e.send(req), http.StatusTooManyRequests, api.ProblemRateLimited)
+		// The genuine device behind the same address still gets through,
+		// again and again, and spends nothing.
 		for range 2 * deviceAuthBurst {
 			decode[api.AccountView](t, e.device(p, "GET", api.PathDeviceAccount, nil), http.StatusOK)
 		}
+		wantProblem(t, e.device(fake, "GET", api.PathDeviceAccount, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
+		e.clock.Advance(deviceAuthEvery)
+		wantProblem(t, e.device(fake, "GET", api.PathDeviceAccount, nil), http.StatusUnauthorized, api.ProblemBadSignature)
+		wantProblem(t, e.device(fake, "GET", api.PathDeviceAccount, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
 	})
 	t.Run("admin auth failures", func(t *testing.T) {
 		e := newEnv(t)
@@ -204,26 +234,107 @@ func TestRateLimits(t *testing.T) {
 			wantProblem(t, e.adminAs("guess-guess-guess-guess", "GET", api.PathUsers, nil), http.StatusUnauthorized, api.ProblemUnauthorized)
 		}
 		wantProblem(t, e.adminAs("guess-guess-guess-guess", "GET", api.PathUsers, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
-		// While limited even the right token is not compared.
-		wantProblem(t, e.admin("GET", api.PathUsers, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
+		wantProblem(t, e.adminAs("", "GET", api.PathUsers, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
+		// The right token is compared first and always gets through.
+		for range 2 * adminAuthBurst {
+			decode[api.UserList](t, e.admin("GET", api.PathUsers, nil), http.StatusOK)
+		}
+		wantProblem(t, e.adminAs("guess-guess-guess-guess", "GET", api.PathUsers, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
 		e.clock.Advance(adminAuthEvery)
-		decode[api.UserList](t, e.admin("GET", api.PathUsers, nil), http.StatusOK)
+		wantProblem(t, e.adminAs("guess-guess-guess-guess", "GET", api.PathUsers, nil), http.StatusUnauthorized, api.ProblemUnauthorized)
+		wantProblem(t, e.adminAs("guess-guess-guess-guess", "GET", api.PathUsers, nil), http.StatusTooManyRequests, api.ProblemRateLimited)
 	})
 }
 
 func TestClientKey(t *testing.T) {
+	e := newBareEnv(t)
 	for addr, want := range map[string]string{
 		"192.0.2.7:5555":              "192.0.2.7",
 		"[::ffff:192.0.2.7]:5555":     "192.0.2.7",
 		"[2001:db8:1:2:3:4:5:6]:5555": "2001:db8:1:2::/64",
 		"[2001:db8:1:2:9:9:9:9]:1":    "2001:db8:1:2::/64",
+		"127.0.0.1:80":                "127.0.0.1", // no trusted proxies: X-Forwarded-For is ignored
 		"@":                           "@",
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = addr
 		r.Header.Set("X-Forwarded-For", "203.0.113.9")
-		if got := clientKey(r); got != want {
+		if got := e.srv.clientKey(r); got != want {
 			t.Errorf("clientKey(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	e := newBareEnv(t)
+	srv, err := New(Options{Flows: e.svc, AdminToken: testToken, Logger: e.srv.log, Clock: e.clock,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"127.0.0.1:1", []string{"203.0.113.9"}, "203.0.113.9"},
+		// The right-most untrusted entry; those left of it are the client's to forge.
+		{"127.0.0.1:1", []string{"198.51.100.1, 203.0.113.9, 10.1.2.3"}, "203.0.113.9"},
+		{"127.0.0.1:1", []string{"198.51.100.1", "203.0.113.9 , 10.1.2.3"}, "203.0.113.9"},
+		{"127.0.0.1:1", []string{"2001:db8:1:2::9"}, "2001:db8:1:2::/64"},
+		{"127.0.0.1:1", nil, "127.0.0.1"},
+		// A malformed entry: the last address a trusted proxy vouched for.
+		{"127.0.0.1:1", []string{"203.0.113.9, nonsense, 10.1.2.3"}, "10.1.2.3"},
+		// Only trusted proxies: the left-most of them.
+		{"127.0.0.1:1", []string{"10.9.9.9, 10.1.2.3"}, "10.9.9.9"},
+		// An untrusted peer's header is ignored.
+		{"192.0.2.7:1", []string{"203.0.113.9"}, "192.0.2.7"},
+		{"[2001:db8::1]:1", []string{"203.0.113.9"}, "2001:db8::/64"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.peer
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := srv.clientKey(r); got != c.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: clientKey %q, want %q", c.peer, c.xff, got, c.want)
+		}
+	}
+	if _, err := New(Options{Flows: e.svc, AdminToken: testToken, TrustedProxies: []netip.Prefix{{}}}); err == nil {
+		t.Fatal("an invalid prefix was accepted")
+	}
+}
+
+// TestTrustedProxyLimits checks end to end that clients behind a trusted
+// proxy get buckets of their own, and that behind an untrusted one the
+// header changes nothing.
+func TestTrustedProxyLimits(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		e := newBareEnv(t)
+		o := Options{Flows: e.svc, AdminToken: testToken, Logger: e.srv.log, Clock: e.clock}
+		if trusted {
+			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		}
+		srv, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ts = httptest.NewServer(srv.Handler())
+		t.Cleanup(e.ts.Close)
+		guess := func(from string) *http.Response {
+			req, _ := http.NewRequest("GET", e.ts.URL+api.PathUsers, nil)
+			req.Header.Set("Authorization", "Bearer guess-guess-guess-guess")
+			req.Header.Set("X-Forwarded-For", from)
+			return e.send(req)
+		}
+		for range adminAuthBurst {
+			wantProblem(t, guess("203.0.113.9"), http.StatusUnauthorized, api.ProblemUnauthorized)
+		}
+		wantProblem(t, guess("203.0.113.9"), http.StatusTooManyRequests, api.ProblemRateLimited)
+		if trusted {
+			wantProblem(t, guess("198.51.100.1"), http.StatusUnauthorized, api.ProblemUnauthorized)
+		} else {
+			wantProblem(t, guess("198.51.100.1"), http.StatusTooManyRequests, api.ProblemRateLimited)
 		}
 	}
 }
