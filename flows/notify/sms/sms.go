@@ -70,7 +70,9 @@ func checkSMS(m flows.SMS) error {
 		return invalidf("recipient number is required")
 	}
 	if err := flows.CheckPhone(m.To); err != nil {
-		return fmt.Errorf("recipient: %w", err)
+		// Not the number itself: sender errors reach the audit log and the
+		// admins' mail.
+		return invalidf("the recipient number is not in E.164 form, like +15551234567")
 	}
 	if strings.TrimSpace(m.Text) == "" {
 		return invalidf("text is required")
@@ -170,6 +172,41 @@ func clean(s string, max int) string {
 	}
 	return s
 }
+
+// recipientRedacted stands in for the recipient's number in errors.
+const recipientRedacted = "[recipient]"
+
+// redactNumber replaces the recipient number to in s, with or without its
+// leading '+', by recipientRedacted: a sender's error (and what a server
+// echoes of the request) must not carry a phone number into the audit log
+// or the admins' mail.
+func redactNumber(s, to string) string {
+	if to == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, to, recipientRedacted)
+	if digits := strings.TrimPrefix(to, "+"); len(digits) >= 4 && digits != to {
+		s = strings.ReplaceAll(s, digits, recipientRedacted)
+	}
+	return s
+}
+
+// sendError is a failed send as SendSMS returns it: the cause, with the
+// recipient's number redacted from its text. errors.Is and errors.As see
+// the cause.
+type sendError struct {
+	prefix string // "sms: twilio: send"
+	to     string
+	err    error
+}
+
+// Error says what failed, without the recipient's number.
+func (e *sendError) Error() string {
+	return e.prefix + ": " + redactNumber(e.err.Error(), e.to)
+}
+
+// Unwrap returns the cause.
+func (e *sendError) Unwrap() error { return e.err }
 
 // waitTimer is the real waiter: it waits d, or until ctx is done.
 func waitTimer(ctx context.Context, d time.Duration) error {

@@ -221,7 +221,7 @@ func TestTwilioErrors(t *testing.T) {
 			name:     "invalid number, no retry",
 			replies:  []func(http.ResponseWriter, *http.Request){reply(400, twilioErr(400, 21211, "The 'To' number +447700900123 is not a valid phone number."))},
 			requests: 1, status: 400, code: 21211,
-			want: []string{`sms: twilio: send to "+447700900123": twilio answered 400 Bad Request: error 21211: The 'To' number +447700900123 is not a valid phone number. (see https://www.twilio.com/docs/errors/21211)`},
+			want: []string{`sms: twilio: send: twilio answered 400 Bad Request: error 21211: The 'To' number [recipient] is not a valid phone number. (see https://www.twilio.com/docs/errors/21211)`},
 		},
 		{
 			name:     "bad credentials, no retry",
@@ -269,6 +269,7 @@ func TestTwilioErrors(t *testing.T) {
 			if strings.Contains(err.Error(), token) {
 				t.Errorf("error %q shows the auth token", err)
 			}
+			checkNoNumber(t, err, to)
 			var te *sms.TwilioError
 			if tc.status != 0 && (!errors.As(err, &te) || te.Status != tc.status || te.Code != tc.code) {
 				t.Errorf("error %#v, want a TwilioError with status %d and code %d", te, tc.status, tc.code)
@@ -412,6 +413,11 @@ func TestRefusesBadMessagesWithoutARequest(t *testing.T) {
 			err := sender.SendSMS(context.Background(), tc.m)
 			if !errors.Is(err, flows.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%T.SendSMS(%q): %v, want an ErrInvalid saying %q", sender, tc.m, err, tc.want)
+			}
+			if tc.m.To != "" && tc.m.To[0] == '+' {
+				checkNoNumber(t, err, tc.m.To[:13])
+			} else if tc.m.To != "" {
+				checkNoNumber(t, err, tc.m.To)
 			}
 		}
 	}
@@ -568,7 +574,7 @@ func TestWebhookErrors(t *testing.T) {
 	s := newServer(t, reply(400, `{"error":"unknown number"}`))
 	wh, w := newWebhook(t, s)
 	err := wh.SendSMS(context.Background(), flows.SMS{To: to, Text: "code 1"})
-	want := `sms: webhook: send to "+447700900123": gateway answered 400 Bad Request: {"error":"unknown number"}`
+	want := `sms: webhook: send: gateway answered 400 Bad Request: {"error":"unknown number"}`
 	if err == nil || err.Error() != want {
 		t.Fatalf("SendSMS: %v, want %s", err, want)
 	}
@@ -576,12 +582,22 @@ func TestWebhookErrors(t *testing.T) {
 		t.Errorf("a 400 was retried")
 	}
 
+	// A gateway that echoes the number does not get it into the error.
+	s = newServer(t, reply(400, `{"error":"unknown number +447700900123 (447700900123)"}`))
+	wh, _ = newWebhook(t, s)
+	err = wh.SendSMS(context.Background(), flows.SMS{To: to, Text: "code 1"})
+	if err == nil || !strings.Contains(err.Error(), "unknown number [recipient] ([recipient])") {
+		t.Fatalf("SendSMS: %v, want the echoed number redacted", err)
+	}
+	checkNoNumber(t, err, to)
+
 	s = newServer(t, reply(500, "boom"))
 	wh, _ = newWebhook(t, s)
 	err = wh.SendSMS(context.Background(), flows.SMS{To: to, Text: "code 1"})
 	if err == nil || !strings.HasSuffix(err.Error(), "gateway answered 500 Internal Server Error: boom (after 3 attempts)") {
 		t.Fatalf("SendSMS: %v", err)
 	}
+	checkNoNumber(t, err, to)
 	for _, leak := range []string{string(secret), hex.EncodeToString(secret)} {
 		if strings.Contains(err.Error(), leak) {
 			t.Errorf("error %q shows the secret", err)
@@ -609,6 +625,20 @@ func TestNewWebhookValidates(t *testing.T) {
 	for _, u := range []string{"https://gateway.example/sms", "http://127.0.0.1:8080/sms", "http://[::1]/sms", "http://localhost/sms"} {
 		if _, err := sms.NewWebhook(sms.WebhookConfig{URL: u, Secret: secret}); err != nil {
 			t.Errorf("NewWebhook(%q): %v", u, err)
+		}
+	}
+}
+
+// checkNoNumber fails t if err's text holds the phone number, with or
+// without its '+': sender errors reach the audit log and the admins' mail.
+func checkNoNumber(t *testing.T, err error, number string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, leak := range []string{number, strings.TrimPrefix(number, "+")} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("error %q shows the recipient's number", err)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func newTwilio(cfg TwilioConfig) (*Twilio, error) {
 // message's sid; a Twilio error answer becomes a *TwilioError.
 func (t *Twilio) SendSMS(ctx context.Context, m flows.SMS) error {
 	if err := t.send(ctx, m); err != nil {
-		return fmt.Errorf("sms: twilio: send to %q: %w", m.To, err)
+		return &sendError{prefix: "sms: twilio: send", to: m.To, err: err}
 	}
 	return nil
 }
@@ -154,13 +154,15 @@ func (t *Twilio) send(ctx context.Context, m flows.SMS) error {
 		return fmt.Errorf("%w%s", err, attemptsNote(attempts))
 	}
 	if a.status != http.StatusCreated {
-		return fmt.Errorf("%w%s", parseTwilioError(a.status, a.body), attemptsNote(attempts))
+		te := parseTwilioError(a.status, a.body)
+		te.Message = redactNumber(te.Message, m.To) // Twilio's messages quote the number
+		return fmt.Errorf("%w%s", te, attemptsNote(attempts))
 	}
 	var ok struct {
 		SID string `json:"sid"`
 	}
 	if err := json.Unmarshal(a.body, &ok); err != nil || ok.SID == "" {
-		return fmt.Errorf("twilio answered 201 without a message sid: %q", clean(string(a.body), 200))
+		return fmt.Errorf("twilio answered 201 without a message sid: %q", redactNumber(clean(string(a.body), 200), m.To))
 	}
 	return nil
 }

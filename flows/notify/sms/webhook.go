@@ -84,7 +84,7 @@ type webhookBody struct {
 // SendSMS sends m; any 2xx answer is success.
 func (w *Webhook) SendSMS(ctx context.Context, m flows.SMS) error {
 	if err := w.send(ctx, m); err != nil {
-		return fmt.Errorf("sms: webhook: send to %q: %w", m.To, err)
+		return &sendError{prefix: "sms: webhook: send", to: m.To, err: err}
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func (w *Webhook) send(ctx context.Context, m flows.SMS) error {
 	}
 	if a.status < 200 || a.status > 299 {
 		msg := fmt.Sprintf("gateway answered %d %s", a.status, http.StatusText(a.status))
-		if b := clean(string(a.body), 200); b != "" {
+		if b := redactNumber(clean(string(a.body), 200), m.To); b != "" {
 			msg += ": " + b
 		}
 		return fmt.Errorf("%s%s", msg, attemptsNote(attempts))
