@@ -86,7 +86,7 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
 	if !body(w, r, &req, false) {
 		return
 	}
-	a, err := s.flows.AddAccount(r.Context(), adminActor, flows.NewAccount{
+	a, err := s.flows.AddAccount(r.Context(), adminActor(r.Context()), flows.NewAccount{
 		Username: req.Username, Email: req.Email, Phone: req.Phone, DisplayName: req.DisplayName, Source: flows.SourceAdmin,
 	})
 	if err != nil {
@@ -118,7 +118,7 @@ func (s *Server) changeState(change stateChanger) http.HandlerFunc {
 		if !body(w, r, &req, true) {
 			return
 		}
-		a, err := change(r.Context(), adminActor, r.PathValue("user"), flows.SourceAdmin, req.Reason)
+		a, err := change(r.Context(), adminActor(r.Context()), r.PathValue("user"), flows.SourceAdmin, req.Reason)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -140,7 +140,7 @@ func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	inv, link, err := s.flows.Invite(r.Context(), adminActor, a.ID)
+	inv, link, err := s.flows.Invite(r.Context(), adminActor(r.Context()), a.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -168,7 +168,7 @@ func (s *Server) unregisterDevice(w http.ResponseWriter, r *http.Request) {
 	if !body(w, r, &req, false) {
 		return
 	}
-	d, err := s.flows.UnregisterDevice(r.Context(), adminActor, r.PathValue("user"), r.PathValue("device"), req.Reason)
+	d, err := s.flows.UnregisterDevice(r.Context(), adminActor(r.Context()), r.PathValue("user"), r.PathValue("device"), req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -182,7 +182,7 @@ func (s *Server) unregisterAll(w http.ResponseWriter, r *http.Request) {
 	if !body(w, r, &req, false) {
 		return
 	}
-	n, err := s.flows.UnregisterAllDevices(r.Context(), adminActor, r.PathValue("user"), req.Reason)
+	n, err := s.flows.UnregisterAllDevices(r.Context(), adminActor(r.Context()), r.PathValue("user"), req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -207,7 +207,7 @@ func (s *Server) testSignIn(w http.ResponseWriter, r *http.Request) {
 		methods[i] = flows.Method(m)
 	}
 	ch, err := s.flows.Begin(r.Context(), flows.BeginRequest{
-		AccountID: a.ID, Client: TestSignInClient, IP: clientIP(r), Methods: methods, Actor: adminActor,
+		AccountID: a.ID, Client: TestSignInClient, IP: s.clientIP(r), Methods: methods, Actor: adminActor(r.Context()),
 	})
 	if err != nil {
 		s.fail(w, r, err)

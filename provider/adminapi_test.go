@@ -186,7 +186,7 @@ func TestAdminSignIns(t *testing.T) {
 	}
 	// The test sign-in is the admin's in the audit log.
 	evs := decode[api.AuditList](t, e.admin("GET", api.PathAudit+"?limit=1000", nil), http.StatusOK).Events
-	if last := evs[len(evs)-1]; last.Action != flows.AuditSignInStarted || last.Actor != "admin" || last.SignInID != ch.ID {
+	if last := evs[len(evs)-1]; last.Action != flows.AuditSignInStarted || last.Actor != "admin:admin" || last.SignInID != ch.ID {
 		t.Fatalf("last audit event %+v", last)
 	}
 	push := decode[api.Challenge](t, e.admin("POST", userPath(api.PathTestSignIn, "alice"), api.TestSignIn{Methods: []string{"push"}}), http.StatusCreated)
@@ -237,7 +237,7 @@ func TestAdminAudit(t *testing.T) {
 	e.invite("alice")
 
 	all := decode[api.AuditList](t, e.admin("GET", api.PathAudit, nil), http.StatusOK).Events
-	if len(all) != 3 || all[0].Seq != 1 || all[0].Action != flows.AuditAccountCreated || all[0].Actor != "admin" || all[0].Hash == "" || all[1].PrevHash != all[0].Hash {
+	if len(all) != 3 || all[0].Seq != 1 || all[0].Action != flows.AuditAccountCreated || all[0].Actor != "admin:admin" || all[0].Hash == "" || all[1].PrevHash != all[0].Hash {
 		t.Fatalf("audit %+v", all)
 	}
 	page := decode[api.AuditList](t, e.admin("GET", api.PathAudit+"?after=1&limit=1", nil), http.StatusOK).Events

@@ -54,7 +54,7 @@ func (s *Server) issueOverride(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, invalid("ttl must be a duration such as 30m, 2h or 7d"))
 		return
 	}
-	oc, code, err := s.flows.IssueOverride(r.Context(), adminActor, r.PathValue("user"), ttl, req.Reason)
+	oc, code, err := s.flows.IssueOverride(r.Context(), adminActor(r.Context()), r.PathValue("user"), ttl, req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -68,7 +68,7 @@ func (s *Server) unlockCodes(w http.ResponseWriter, r *http.Request) {
 	if !body(w, r, &req, true) {
 		return
 	}
-	a, err := s.flows.UnlockCodes(r.Context(), adminActor, r.PathValue("user"))
+	a, err := s.flows.UnlockCodes(r.Context(), adminActor(r.Context()), r.PathValue("user"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -122,7 +122,7 @@ func (s *Server) submitCode(w http.ResponseWriter, r *http.Request) {
 	if !body(w, r, &req, false) {
 		return
 	}
-	sgn, err := s.flows.SubmitCode(r.Context(), flows.SubmitCodeRequest{SignInID: r.PathValue("id"), Code: req.Code, IP: clientIP(r)})
+	sgn, err := s.flows.SubmitCode(r.Context(), flows.SubmitCodeRequest{SignInID: r.PathValue("id"), Code: req.Code, IP: s.clientIP(r)})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,11 +16,11 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/keystep/keystep/flows"
@@ -31,9 +31,20 @@ import (
 type Options struct {
 	// Flows is the domain service the handlers call (required).
 	Flows *flows.Service
-	// AdminToken is the bearer token of the admin API (required, at least
-	// 16 bytes). It is compared in constant time.
+	// AdminTokens are the bearer tokens of the admin API, by admin name
+	// (each at least MinAdminTokenLen bytes, no two alike). The audit log
+	// names the admin whose token made a call as "admin:<name>". Every
+	// token is compared in constant time on every call.
+	AdminTokens map[string]string
+	// AdminToken is a shorthand for AdminTokens {"admin": AdminToken}; it
+	// may be given with AdminTokens if no admin there is named "admin".
+	// At least one token is required.
 	AdminToken string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
+	// is believed: only when the TCP peer is in one of these prefixes is
+	// the client's address taken from that header (its right-most entry
+	// that is not itself a trusted proxy). Otherwise the header is ignored.
+	TrustedProxies []netip.Prefix
 	// Logger receives internal errors and panics, each with the request id
 	// that the client was given; nil: slog.Default().
 	Logger *slog.Logger
@@ -47,15 +58,17 @@ const MinAdminTokenLen = 16
 
 // Server serves the device API, the admin API and /healthz.
 type Server struct {
-	flows     *flows.Service
-	origin    string
-	adminHash [sha256.Size]byte
-	log       *slog.Logger
-	clock     flows.Clock
+	flows  *flows.Service
+	origin string
+	admins []adminKey // sorted by name
+	log    *slog.Logger
+	clock  flows.Clock
 
-	enrollLimit *limiter // every enrollment attempt, per client IP
-	deviceLimit *limiter // failed device authentications, per client IP
-	adminLimit  *limiter // failed admin authentications, per client IP
+	trustedProxies []netip.Prefix
+
+	enrollLimit *limiter // failed enrollments, per client address
+	deviceLimit *limiter // failed device authentications, per client address
+	adminLimit  *limiter // failed admin authentications, per client address
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -66,8 +79,16 @@ func New(o Options) (*Server, error) {
 	if o.Flows == nil {
 		return nil, errors.New("provider: Options.Flows is required")
 	}
-	if len(o.AdminToken) < MinAdminTokenLen {
-		return nil, fmt.Errorf("provider: the admin token must be at least %d bytes", MinAdminTokenLen)
+	admins, err := adminKeys(o.AdminTokens, o.AdminToken)
+	if err != nil {
+		return nil, err
+	}
+	proxies := make([]netip.Prefix, 0, len(o.TrustedProxies))
+	for _, p := range o.TrustedProxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("provider: trusted proxy %v is not a valid prefix", p)
+		}
+		proxies = append(proxies, p.Masked())
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -76,11 +97,14 @@ func New(o Options) (*Server, error) {
 		o.Clock = flows.SystemClock{}
 	}
 	s := &Server{
-		flows:       o.Flows,
-		origin:      o.Flows.Config().Origin,
-		adminHash:   sha256.Sum256([]byte(o.AdminToken)),
-		log:         o.Logger,
-		clock:       o.Clock,
+		flows:  o.Flows,
+		origin: o.Flows.Config().Origin,
+		admins: admins,
+		log:    o.Logger,
+		clock:  o.Clock,
+
+		trustedProxies: proxies,
+
 		enrollLimit: newLimiter(o.Clock, enrollBurst, enrollEvery),
 		deviceLimit: newLimiter(o.Clock, deviceAuthBurst, deviceAuthEvery),
 		adminLimit:  newLimiter(o.Clock, adminAuthBurst, adminAuthEvery),
