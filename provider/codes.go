@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -116,13 +117,24 @@ func (s *Server) sendCode(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.SentCode{Channel: string(sent.Channel), To: sent.To, ExpiresAt: sent.ExpiresAt, ResendAfter: sent.ResendAfter})
 }
 
-// submitCode checks a code typed for a sign-in and answers the sign-in.
+// submitCode checks a code typed for a sign-in and answers the sign-in. The
+// per-address limit on code checks counts the end user's address, which
+// the caller gives in the body's ip; without it, the caller's own.
 func (s *Server) submitCode(w http.ResponseWriter, r *http.Request) {
 	var req api.SubmitCodeRequest
 	if !body(w, r, &req, false) {
 		return
 	}
-	sgn, err := s.flows.SubmitCode(r.Context(), flows.SubmitCodeRequest{SignInID: r.PathValue("id"), Code: req.Code, IP: s.clientIP(r)})
+	ip := s.clientIP(r)
+	if req.IP != "" {
+		a, err := netip.ParseAddr(req.IP)
+		if err != nil || a.Zone() != "" {
+			writeProblem(w, invalid("ip must be the end user's IPv4 or IPv6 address, like 203.0.113.7"))
+			return
+		}
+		ip = a.Unmap().String()
+	}
+	sgn, err := s.flows.SubmitCode(r.Context(), flows.SubmitCodeRequest{SignInID: r.PathValue("id"), Code: req.Code, IP: ip})
 	if err != nil {
 		s.fail(w, r, err)
 		return

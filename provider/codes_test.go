@@ -250,6 +250,38 @@ func TestAdminCodeChecksPerAddress(t *testing.T) {
 	wantProblem(t, e.admin("POST", codePath(ch.ID), []byte(`{"code":1234567890}`)), http.StatusBadRequest, api.ProblemInvalid)
 }
 
+// TestAdminCodeChecksPerEndUserAddress checks that the per-address limit
+// counts the end user's address that the caller gives, each its own bucket,
+// and the caller's own address only when it gives none.
+func TestAdminCodeChecksPerEndUserAddress(t *testing.T) {
+	e, _ := newCodesEnv(t, flows.Config{CodeConfig: flows.CodeConfig{CodeChecksPerIPPerMinute: 2}})
+	e.addUser("alice")
+	ch := e.testSignIn("alice", "override")
+	wrong := func(ip string) *http.Response {
+		return e.admin("POST", codePath(ch.ID), api.SubmitCodeRequest{Code: "1234567890", IP: ip})
+	}
+	for range 2 {
+		wantProblem(t, wrong("203.0.113.1"), http.StatusBadRequest, api.ProblemWrongCode)
+	}
+	wantProblem(t, wrong("203.0.113.1"), http.StatusTooManyRequests, api.ProblemRateLimited)
+	// The same address written as an IPv4-mapped IPv6 one is the same bucket.
+	wantProblem(t, wrong("::ffff:203.0.113.1"), http.StatusTooManyRequests, api.ProblemRateLimited)
+	// Another user's address has a bucket of its own, and so has the caller's.
+	wantProblem(t, wrong("198.51.100.2"), http.StatusBadRequest, api.ProblemWrongCode)
+	wantProblem(t, wrong("2001:db8::7"), http.StatusBadRequest, api.ProblemWrongCode)
+	wantProblem(t, wrong(""), http.StatusBadRequest, api.ProblemWrongCode)
+	wantProblem(t, wrong(""), http.StatusBadRequest, api.ProblemWrongCode)
+	wantProblem(t, wrong(""), http.StatusTooManyRequests, api.ProblemRateLimited)
+	// A malformed address is refused before any code is checked.
+	before := e.auditLen()
+	for _, ip := range []string{"203.0.113", "localhost", "203.0.113.1:80", "fe80::1%eth0x/64", " 203.0.113.3"} {
+		wantProblem(t, wrong(ip), http.StatusBadRequest, api.ProblemInvalid)
+	}
+	if after := e.auditLen(); after != before {
+		t.Fatalf("malformed addresses changed the audit log: %d -> %d events", before, after)
+	}
+}
+
 func TestAdminTestSignInShowsPushSuppressed(t *testing.T) {
 	e, _ := newCodesEnv(t, flows.Config{CodeConfig: flows.CodeConfig{PushLimit: 1}})
 	e.addUser("alice")

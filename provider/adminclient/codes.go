@@ -34,10 +34,18 @@ func (c *Client) SendCode(ctx context.Context, signInID, channel string) (api.Se
 }
 
 // SubmitCode submits a code typed for a sign-in (an OTP or an override
-// code) and returns the sign-in as it then stands.
+// code) and returns the sign-in as it then stands. The server's per-address
+// limit counts the client's own address; an identity provider submitting
+// for its users calls SubmitCodeFrom.
 func (c *Client) SubmitCode(ctx context.Context, signInID, code string) (api.SignIn, error) {
+	return c.SubmitCodeFrom(ctx, signInID, code, "")
+}
+
+// SubmitCodeFrom is SubmitCode for an end user at address ip, which the
+// server's per-address limit on code checks counts (empty: the client's).
+func (c *Client) SubmitCodeFrom(ctx context.Context, signInID, code, ip string) (api.SignIn, error) {
 	var out api.SignIn
-	err := c.call(ctx, http.MethodPost, signInPath(api.PathSubmitCode, signInID), nil, api.SubmitCodeRequest{Code: code}, &out, 0)
+	err := c.call(ctx, http.MethodPost, signInPath(api.PathSubmitCode, signInID), nil, api.SubmitCodeRequest{Code: code, IP: ip}, &out, 0)
 	return out, wrap(err, "code for sign-in %s", signInID)
 }
 

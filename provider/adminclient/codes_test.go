@@ -92,7 +92,13 @@ func TestCodeCalls(t *testing.T) {
 	if u, err = c.UnlockCodes(ctx, "alice"); err != nil || u.CodesLocked {
 		t.Fatalf("UnlockCodes = %+v, %v", u, err)
 	}
-	s, err := c.SubmitCode(ctx, ch.ID, oc.Code)
+	if _, err := c.SubmitCodeFrom(ctx, ch.ID, "000000000", "not-an-address"); !errors.Is(err, flows.ErrInvalid) {
+		t.Fatalf("SubmitCodeFrom a malformed address: %v", err)
+	}
+	if _, err := c.SubmitCodeFrom(ctx, ch.ID, "000000000", "203.0.113.9"); !errors.Is(err, flows.ErrWrongCode) {
+		t.Fatalf("SubmitCodeFrom wrong: %v", err)
+	}
+	s, err := c.SubmitCodeFrom(ctx, ch.ID, oc.Code, "2001:db8::9")
 	if err != nil || s.Status != "approved" || s.DecidedBy != "override" {
 		t.Fatalf("SubmitCode = %+v, %v", s, err)
 	}

@@ -43,6 +43,10 @@ type SentCode struct {
 // override code. Spaces and dashes are ignored.
 type SubmitCodeRequest struct {
 	Code string `json:"code"`
+	// IP is the end user's address, which the caller (the identity
+	// provider) saw; the per-address limit on code checks counts it. Empty:
+	// the admin API caller's own address.
+	IP string `json:"ip,omitempty"`
 }
 
 // Problem types of codes and their defences.
