@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -33,6 +34,12 @@ type Config struct {
 	Fraud              FraudConfig   // what a fraud report does
 	Alerts             AlertsConfig  // where admin alerts go
 	Senders            SendersConfig // email, SMS and push delivery
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
+	// names the client (for the rate limits and the audit log).
+	TrustedProxies []netip.Prefix
+	// Admins are named admins besides the default one ("admin", whose
+	// token is <data_dir>/admin-token).
+	Admins []AdminConfig
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
@@ -181,6 +188,8 @@ func (c *Config) schema() schema {
 		"devices": schema{
 			"replace_on_enroll": boolValue(&c.Devices.ReplaceOnEnroll),
 		},
+		"trusted_proxies": prefixesValue(&c.TrustedProxies),
+		"admins":          adminsValue(&c.Admins),
 	}
 	maps.Copy(s, c.codesSchema())
 	maps.Copy(s, c.sendersSchema())
@@ -396,6 +405,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateCodes()...)
+	errs = append(errs, c.validateAdmins()...)
 	return errors.Join(errs...)
 }
 
@@ -448,6 +458,8 @@ type fileConfig struct {
 	Devices            DevicesConfig `yaml:"devices"`
 	fileCodes          `yaml:",inline"`
 	Senders            SendersConfig `yaml:",inline"`
+	TrustedProxies     []string      `yaml:"trusted_proxies,omitempty"`
+	Admins             []AdminConfig `yaml:"admins,omitempty"`
 }
 
 // marshalYAML writes c as a configuration file that parseYAML reads back.
@@ -460,5 +472,9 @@ func (c *Config) marshalYAML() ([]byte, error) {
 	f.fileCodes = c.marshalCodes()
 	f.Senders = c.Senders
 	f.Devices = c.Devices
+	for _, p := range c.TrustedProxies {
+		f.TrustedProxies = append(f.TrustedProxies, p.String())
+	}
+	f.Admins = c.Admins
 	return yaml.Marshal(f)
 }

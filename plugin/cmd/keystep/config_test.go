@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func same(a, b Config) bool {
 	a.sources, b.sources = nil, nil
 	return a.Listen == b.Listen && a.PublicURL == b.PublicURL && a.DataDir == b.DataDir && a.Store == b.Store &&
 		a.SignIn == b.SignIn && a.InvitationTTL == b.InvitationTTL && a.TombstoneRetention == b.TombstoneRetention &&
-		sameCodes(a, b)
+		sameCodes(a, b) && slices.Equal(a.TrustedProxies, b.TrustedProxies) && slices.Equal(a.Admins, b.Admins)
 }
 
 func TestConfigDefaults(t *testing.T) {

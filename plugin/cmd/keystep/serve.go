@@ -142,7 +142,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, p
 		return err
 	}
 	defer svc.Close() // after the server: lets in-flight pushes finish
-	p, err := provider.New(provider.Options{Flows: svc, AdminToken: token, Logger: log, Clock: flows.SystemClock{}})
+	admins, err := cfg.adminTokens(token)
+	if err != nil {
+		return err
+	}
+	p, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins, TrustedProxies: cfg.TrustedProxies, Logger: log, Clock: flows.SystemClock{}})
 	if err != nil {
 		return err
 	}
@@ -168,6 +172,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, p
 		log.Info("wrote a new admin token; keystep admin reads it from this file", "token_file", tokenPath)
 	} else {
 		log.Info("admin token", "token_file", tokenPath)
+	}
+	for _, a := range cfg.Admins {
+		log.Info("named admin", "admin", a.Name, "token_file", a.TokenFile)
+	}
+	if len(cfg.TrustedProxies) > 0 {
+		log.Info("trusted proxies: X-Forwarded-For from these names the client", "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	}
 	if keyCreated {
 		log.Info("wrote a new code key; instances that share the store need this same file", "key_file", keyPath)
