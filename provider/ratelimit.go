@@ -59,22 +59,6 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 	}
 }
 
-// wait returns how long key must wait for one token, 0 if it has one.
-func (l *limiter) wait(key string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		return 0
-	}
-	now := l.clock.Now()
-	l.refill(b, now)
-	if b.tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(l.every))
-}
-
 // take spends one of key's tokens; if it has none it spends nothing and
 // returns how long to wait.
 func (l *limiter) take(key string) time.Duration {
