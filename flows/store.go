@@ -43,7 +43,21 @@ type Tx interface {
 	// ListAccounts returns accounts ordered by username.
 	ListAccounts(ctx context.Context, f AccountFilter) ([]Account, error)
 	// UpdateAccount replaces the mutable fields of an existing account.
+	// It writes the state unconditionally: flows change states with
+	// SetAccountState.
 	UpdateAccount(ctx context.Context, a Account) error
+	// SetAccountState moves an account from the state from (the one the
+	// caller read) to the state to, recording source, reason and at (as
+	// StateChangedAt and UpdatedAt), atomically. ErrConflict if the account
+	// is no longer in from (a concurrent change won) or if to makes its
+	// username clash with another account's; ErrNotFound if there is none.
+	SetAccountState(ctx context.Context, id string, from, to AccountState, source StateSource, reason string, at time.Time) error
+	// LockActiveAccount checks that an account is active and holds it until
+	// the transaction ends, so that transactions of one account that call it
+	// first run one at a time and none of them acts on an account suspended
+	// or removed meanwhile. ErrAccountSuspended, ErrAccountRemoved or
+	// ErrNotFound otherwise.
+	LockActiveAccount(ctx context.Context, id string) error
 	// PurgeRemovedAccounts deletes accounts removed before the given time,
 	// with their devices, invitations and sign-ins, and returns their ids.
 	PurgeRemovedAccounts(ctx context.Context, removedBefore time.Time) ([]string, error)
@@ -84,7 +98,11 @@ type Tx interface {
 	// DecideSignIn moves a pending sign-in to d.Status, recording
 	// DecidedAt, DecidedBy, DeviceID, Reason and FraudReport from d. Exactly
 	// one of any number of concurrent calls succeeds; the others get
-	// ErrAlreadyDecided.
+	// ErrAlreadyDecided. A decision with a DeviceID (a device's) lands only
+	// if, atomically with it, that device is active and of the sign-in's
+	// account and the account is active: else ErrDeviceUnregistered (or
+	// ErrWrongAccount, ErrNotFound for the device), ErrAccountSuspended or
+	// ErrAccountRemoved.
 	DecideSignIn(ctx context.Context, d SignIn) error
 	// CancelPendingSignIns cancels every pending sign-in of an account and
 	// returns their ids.

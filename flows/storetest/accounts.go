@@ -287,3 +287,56 @@ func testPurgeRemovedAccounts(t *testing.T, s flows.Tx) {
 		t.Errorf("audit chain after purge: %+v, want OK with 5 events", res)
 	}
 }
+
+// testSetAccountState checks that a state moves only from the state given,
+// recording who moved it, why and when, and nothing else.
+func testSetAccountState(t *testing.T, s flows.Tx) {
+	ctx := t.Context()
+	a := account("acc-1", "alice")
+	must(t, "create", s.CreateAccount(ctx, a))
+	at := t0.Add(time.Hour)
+	must(t, "suspend", s.SetAccountState(ctx, "acc-1", flows.AccountActive, flows.AccountSuspended, flows.SourceDirectory, "left", at))
+	got, err := s.GetAccount(ctx, "acc-1")
+	must(t, "get", err)
+	want := a
+	want.State, want.StateSource, want.StateReason, want.StateChangedAt, want.UpdatedAt = flows.AccountSuspended, flows.SourceDirectory, "left", at, at
+	wantEqual(t, "suspended account", got, want)
+
+	// A move from a state the account is no longer in changes nothing.
+	wantErr(t, "suspend from active again", s.SetAccountState(ctx, "acc-1", flows.AccountActive, flows.AccountRemoved, flows.SourceAdmin, "x", at.Add(time.Hour)), flows.ErrConflict)
+	got, err = s.GetAccount(ctx, "acc-1")
+	must(t, "get", err)
+	wantEqual(t, "account after a stale move", got, want)
+
+	must(t, "remove", s.SetAccountState(ctx, "acc-1", flows.AccountSuspended, flows.AccountRemoved, flows.SourceAdmin, "gone", at))
+	wantErr(t, "restore from suspended after removal", s.SetAccountState(ctx, "acc-1", flows.AccountSuspended, flows.AccountActive, flows.SourceAdmin, "back", at), flows.ErrConflict)
+	got, err = s.GetAccount(ctx, "acc-1")
+	must(t, "get", err)
+	if got.State != flows.AccountRemoved {
+		t.Errorf("state %s after a stale restore, want removed", got.State)
+	}
+
+	// Back from removed, a username now held by another account clashes.
+	must(t, "new alice", s.CreateAccount(ctx, account("acc-2", "Alice")))
+	wantErr(t, "restore a tombstone whose username is taken", s.SetAccountState(ctx, "acc-1", flows.AccountRemoved, flows.AccountActive, flows.SourceAdmin, "", at), flows.ErrConflict)
+	wantErr(t, "unknown account", s.SetAccountState(ctx, "nobody", flows.AccountActive, flows.AccountSuspended, flows.SourceAdmin, "", at), flows.ErrNotFound)
+	wantErr(t, "unknown state", s.SetAccountState(ctx, "acc-2", flows.AccountActive, "frozen", flows.SourceAdmin, "", at), flows.ErrInvalid)
+}
+
+// testLockActiveAccount checks LockActiveAccount's answers; that it
+// serialises transactions is testConcurrentStateChange's and the flows'
+// concurrency tests' to show.
+func testLockActiveAccount(t *testing.T, s flows.Tx) {
+	ctx := t.Context()
+	a := account("acc-1", "alice")
+	must(t, "create", s.CreateAccount(ctx, a))
+	must(t, "lock active", s.LockActiveAccount(ctx, "acc-1"))
+	got, err := s.GetAccount(ctx, "acc-1")
+	must(t, "get", err)
+	wantEqual(t, "account after the lock", got, a)
+	must(t, "suspend", s.SetAccountState(ctx, "acc-1", flows.AccountActive, flows.AccountSuspended, flows.SourceAdmin, "", t0))
+	wantErr(t, "lock suspended", s.LockActiveAccount(ctx, "acc-1"), flows.ErrAccountSuspended)
+	must(t, "remove", s.SetAccountState(ctx, "acc-1", flows.AccountSuspended, flows.AccountRemoved, flows.SourceAdmin, "", t0))
+	wantErr(t, "lock removed", s.LockActiveAccount(ctx, "acc-1"), flows.ErrAccountRemoved)
+	wantErr(t, "lock unknown", s.LockActiveAccount(ctx, "nobody"), flows.ErrNotFound)
+}

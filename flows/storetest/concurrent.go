@@ -56,6 +56,9 @@ func testConcurrentDecide(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
 	must(t, "sign-in", s.CreateSignIn(ctx, signIn("si-1", "acc-1", t0, t0.Add(time.Minute))))
+	for i := range 200 {
+		must(t, "device", s.CreateDevice(ctx, device(fmt.Sprintf("dev-%d", i), "acc-1", t0)))
+	}
 	errs := race(200, func(i int) error {
 		status := flows.StatusApproved
 		if i%2 == 1 {
@@ -170,5 +173,42 @@ func testConcurrentSignInsWithAudit(t *testing.T, s flows.Store) {
 	must(t, "verify", err)
 	if !res.OK || res.Events != n {
 		t.Errorf("chain: %+v, want OK with %d events", res, n)
+	}
+}
+
+// testConcurrentStateChange races restores and removals of one suspended
+// account, each reading the state inside its transaction and moving from
+// it: exactly one lands, every other finds the account moved (ErrConflict),
+// and the state is the winner's.
+func testConcurrentStateChange(t *testing.T, s flows.Store) {
+	ctx := t.Context()
+	a := account("acc-1", "alice")
+	a.State = flows.AccountSuspended
+	must(t, "account", s.CreateAccount(ctx, a))
+	errs := race(100, func(i int) error {
+		to := flows.AccountActive
+		if i%2 == 1 {
+			to = flows.AccountRemoved
+		}
+		return s.InTx(ctx, func(tx flows.Tx) error {
+			cur, err := tx.GetAccount(ctx, "acc-1")
+			if err != nil {
+				return err
+			}
+			if cur.State != flows.AccountSuspended {
+				return fmt.Errorf("read %s: %w", cur.State, flows.ErrConflict) // already moved when read
+			}
+			return tx.SetAccountState(ctx, "acc-1", cur.State, to, flows.SourceAdmin, fmt.Sprintf("call %d", i), t0)
+		})
+	})
+	winner := oneWinner(t, "100 concurrent state changes", errs, flows.ErrConflict)
+	got, err := s.GetAccount(ctx, "acc-1")
+	must(t, "get", err)
+	want := flows.AccountActive
+	if winner%2 == 1 {
+		want = flows.AccountRemoved
+	}
+	if winner >= 0 && (got.State != want || got.StateReason != fmt.Sprintf("call %d", winner)) {
+		t.Errorf("account is %s (%q), want the winner's %s (call %d)", got.State, got.StateReason, want, winner)
 	}
 }

@@ -92,6 +92,8 @@ func testListPendingSignIns(t *testing.T, s flows.Tx) {
 func testDecideSignIn(t *testing.T, s flows.Tx) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
+	must(t, "device", s.CreateDevice(ctx, device("dev-1", "acc-1", t0)))
+	must(t, "device", s.CreateDevice(ctx, device("dev-2", "acc-1", t0)))
 	si := signIn("si-1", "acc-1", t0, t0.Add(2*time.Minute))
 	must(t, "create", s.CreateSignIn(ctx, si))
 	must(t, "create fraud", s.CreateSignIn(ctx, signIn("si-2", "acc-1", t0, t0.Add(2*time.Minute))))
@@ -136,6 +138,57 @@ func testDecideSignIn(t *testing.T, s flows.Tx) {
 	}
 
 	wantErr(t, "decide an unknown sign-in", s.DecideSignIn(ctx, flows.SignIn{ID: "nothing", Status: flows.StatusApproved}), flows.ErrNotFound)
+}
+
+// testDecideByDevice checks that a device's decision lands only while the
+// device is active and of the sign-in's account and the account is active,
+// and that a refused one says why.
+func testDecideByDevice(t *testing.T, s flows.Tx) {
+	ctx := t.Context()
+	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
+	must(t, "other account", s.CreateAccount(ctx, account("acc-2", "bob")))
+	must(t, "device", s.CreateDevice(ctx, device("dev-1", "acc-1", t0)))
+	must(t, "gone device", s.CreateDevice(ctx, device("dev-gone", "acc-1", t0)))
+	must(t, "bob's device", s.CreateDevice(ctx, device("dev-bob", "acc-2", t0)))
+	must(t, "unregister", s.UnregisterDevice(ctx, "dev-gone", t0, "lost"))
+	for _, id := range []string{"si-1", "si-2", "si-3"} {
+		must(t, "sign-in "+id, s.CreateSignIn(ctx, signIn(id, "acc-1", t0, t0.Add(time.Minute))))
+	}
+	approve := func(id, dev string) flows.SignIn {
+		return flows.SignIn{ID: id, Status: flows.StatusApproved, DecidedAt: t0, DecidedBy: flows.MethodPush, DeviceID: dev}
+	}
+	stillPending := func(id string) {
+		t.Helper()
+		got, err := s.GetSignIn(ctx, id)
+		must(t, "get "+id, err)
+		if got.Status != flows.StatusPending || got.DeviceID != "" {
+			t.Errorf("refused decision changed %s: %s by %q", id, got.Status, got.DeviceID)
+		}
+	}
+
+	wantErr(t, "an unregistered device approves", s.DecideSignIn(ctx, approve("si-1", "dev-gone")), flows.ErrDeviceUnregistered)
+	deny := approve("si-1", "dev-gone")
+	deny.Status = flows.StatusDenied
+	wantErr(t, "an unregistered device denies", s.DecideSignIn(ctx, deny), flows.ErrDeviceUnregistered)
+	wantErr(t, "another account's device approves", s.DecideSignIn(ctx, approve("si-1", "dev-bob")), flows.ErrWrongAccount)
+	wantErr(t, "an unknown device approves", s.DecideSignIn(ctx, approve("si-1", "dev-none")), flows.ErrNotFound)
+	stillPending("si-1")
+
+	a, err := s.GetAccount(ctx, "acc-1")
+	must(t, "get account", err)
+	must(t, "suspend", s.SetAccountState(ctx, "acc-1", a.State, flows.AccountSuspended, flows.SourceAdmin, "", t0))
+	wantErr(t, "approve on a suspended account", s.DecideSignIn(ctx, approve("si-1", "dev-1")), flows.ErrAccountSuspended)
+	stillPending("si-1")
+	// The server's own decisions carry no device and still land.
+	must(t, "expire on a suspended account", s.DecideSignIn(ctx, flows.SignIn{ID: "si-3", Status: flows.StatusExpired, DecidedAt: t0}))
+	must(t, "restore", s.SetAccountState(ctx, "acc-1", flows.AccountSuspended, flows.AccountActive, flows.SourceAdmin, "", t0))
+	must(t, "approve once restored", s.DecideSignIn(ctx, approve("si-1", "dev-1")))
+	wantErr(t, "approve twice", s.DecideSignIn(ctx, approve("si-1", "dev-1")), flows.ErrAlreadyDecided)
+	wantErr(t, "unregistered device on a decided sign-in", s.DecideSignIn(ctx, approve("si-1", "dev-gone")), flows.ErrAlreadyDecided)
+
+	must(t, "remove", s.SetAccountState(ctx, "acc-1", flows.AccountActive, flows.AccountRemoved, flows.SourceAdmin, "", t0))
+	wantErr(t, "approve on a removed account", s.DecideSignIn(ctx, approve("si-2", "dev-1")), flows.ErrAccountRemoved)
+	stillPending("si-2")
 }
 
 func testCancelPendingSignIns(t *testing.T, s flows.Tx) {

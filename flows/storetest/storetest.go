@@ -51,6 +51,9 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"SignInErrors", testSignInErrors},
 		{"ListPendingSignIns", testListPendingSignIns},
 		{"DecideSignIn", testDecideSignIn},
+		{"DecideByDevice", testDecideByDevice},
+		{"SetAccountState", testSetAccountState},
+		{"LockActiveAccount", testLockActiveAccount},
 		{"CancelPendingSignIns", testCancelPendingSignIns},
 		{"Nonces", testNonces},
 		{"AuditEmpty", testAuditEmpty},
@@ -95,6 +98,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		fn   func(t *testing.T, s flows.Store)
 	}{
 		{"DecideSignIn", testConcurrentDecide},
+		{"SetAccountState", testConcurrentStateChange},
 		{"RedeemInvitation", testConcurrentRedeem},
 		{"UseNonce", testConcurrentNonce},
 		{"AppendAudit", testConcurrentAudit},
@@ -267,6 +271,14 @@ func (e eachInTx) ListAccounts(ctx context.Context, f flows.AccountFilter) ([]fl
 
 func (e eachInTx) UpdateAccount(ctx context.Context, a flows.Account) error {
 	return inTx0(ctx, e.s, func(tx flows.Tx) error { return tx.UpdateAccount(ctx, a) })
+}
+
+func (e eachInTx) SetAccountState(ctx context.Context, id string, from, to flows.AccountState, source flows.StateSource, reason string, at time.Time) error {
+	return inTx0(ctx, e.s, func(tx flows.Tx) error { return tx.SetAccountState(ctx, id, from, to, source, reason, at) })
+}
+
+func (e eachInTx) LockActiveAccount(ctx context.Context, id string) error {
+	return inTx0(ctx, e.s, func(tx flows.Tx) error { return tx.LockActiveAccount(ctx, id) })
 }
 
 func (e eachInTx) PurgeRemovedAccounts(ctx context.Context, before time.Time) ([]string, error) {

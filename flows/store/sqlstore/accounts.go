@@ -116,6 +116,57 @@ func (o ops) UpdateAccount(ctx context.Context, a flows.Account) error {
 	return nil
 }
 
+// SetAccountState moves an account from the state from to the state to,
+// recording source, reason and at (as StateChangedAt and UpdatedAt), in one
+// conditional update. ErrConflict if the account is no longer in from (a
+// concurrent change won), or if to makes its username clash; ErrNotFound if
+// there is no such account.
+func (o ops) SetAccountState(ctx context.Context, id string, from, to flows.AccountState, source flows.StateSource, reason string, at time.Time) error {
+	if !from.Valid() || !to.Valid() {
+		return fmt.Errorf("set account %q state: %w: unknown state %q or %q", id, flows.ErrInvalid, from, to)
+	}
+	n, err := o.execN(ctx, qSetAccountState, string(to), string(source), reason, unixNano(at), unixNano(at), id, string(from))
+	switch {
+	case o.s.d.isUnique(err):
+		return fmt.Errorf("set account %q %s: its username is taken: %w", id, to, flows.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("set account %q %s: %w", id, to, err)
+	case n == 1:
+		return nil
+	}
+	a, err := o.GetAccount(ctx, id)
+	if err != nil {
+		return fmt.Errorf("set account %q %s: %w", id, to, err)
+	}
+	return fmt.Errorf("set account %q %s: it is %s, not %s, after a concurrent change: %w", id, to, a.State, from, flows.ErrConflict)
+}
+
+// LockActiveAccount checks that an account is active and, inside a
+// transaction on PostgreSQL, holds its row until the transaction ends, so
+// that writers of one account that take it first run one at a time (SQLite
+// runs one write transaction at a time anyway). ErrAccountSuspended,
+// ErrAccountRemoved or ErrNotFound otherwise.
+func (o ops) LockActiveAccount(ctx context.Context, id string) error {
+	n, err := o.execN(ctx, qLockActiveAccount, id)
+	if err != nil {
+		return fmt.Errorf("lock account %q: %w", id, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	a, err := o.GetAccount(ctx, id)
+	if err != nil {
+		return fmt.Errorf("lock account %q: %w", id, err)
+	}
+	switch a.State {
+	case flows.AccountSuspended:
+		return fmt.Errorf("account %q: %w", id, flows.ErrAccountSuspended)
+	case flows.AccountRemoved:
+		return fmt.Errorf("account %q: %w", id, flows.ErrAccountRemoved)
+	}
+	return fmt.Errorf("lock account %q: it is %s after a concurrent change: %w", id, a.State, flows.ErrConflict)
+}
+
 // PurgeRemovedAccounts deletes accounts removed before the given time, with
 // their devices, invitations and sign-ins (the audit log keeps its events),
 // and returns their ids, sorted.

@@ -12,6 +12,8 @@ const (
 	qListAccountsAll
 	qListAccountsState
 	qUpdateAccount
+	qSetAccountState
+	qLockActiveAccount
 	qPurgeAccounts
 
 	qCreateDevice
@@ -28,9 +30,9 @@ const (
 
 	qCreateSignIn
 	qGetSignIn
-	qSignInExists
 	qListPendingSignIns
 	qDecideSignIn
+	qDecideSignInByDevice
 	qCancelPendingSignIns
 
 	qUseNonce
@@ -92,6 +94,14 @@ var queryText = [numQueries]string{
 	qUpdateAccount: `UPDATE accounts SET username = ?, username_key = ?, email = ?, phone = ?,
 		display_name = ?, state = ?, state_source = ?, state_reason = ?, state_changed_at = ?,
 		updated_at = ? WHERE id = ?`,
+	// The state moves only from the state the caller read: of a concurrent
+	// restore and removal one changes the row, the other finds it moved.
+	qSetAccountState: `UPDATE accounts SET state = ?, state_source = ?, state_reason = ?, state_changed_at = ?,
+		updated_at = ? WHERE id = ? AND state = ?`,
+	// A no-op update of an active account: it checks the state and, on
+	// PostgreSQL, holds the row lock until the transaction ends, so writers
+	// of one account that take it first run one after the other.
+	qLockActiveAccount: `UPDATE accounts SET updated_at = updated_at WHERE id = ? AND state = 'active'`,
 	// Devices, invitations and sign-ins go with their account (ON DELETE
 	// CASCADE); the conditions are checked row by row as it is deleted, so
 	// an account restored meanwhile is not purged.
@@ -117,11 +127,19 @@ var queryText = [numQueries]string{
 	qCreateSignIn: `INSERT INTO signins (` + signInCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 	qGetSignIn:    `SELECT ` + signInCols + ` FROM signins WHERE id = ?`,
-	qSignInExists: `SELECT COUNT(*) FROM signins WHERE id = ?`,
 	qListPendingSignIns: `SELECT ` + signInCols + ` FROM signins
 		WHERE account_id = ? AND status = 'pending' AND expires_at > ? ORDER BY created_at, id`,
 	qDecideSignIn: `UPDATE signins SET status = ?, decided_at = ?, decided_by = ?, device_id = ?,
 		reason = ?, fraud_report = ? WHERE id = ? AND status = 'pending'`,
+	// A device's decision lands only while the device is active and
+	// belongs to the sign-in's account, and that account is active: checked
+	// in the same statement as the status, so an unregistration or
+	// suspension that commits first wins.
+	qDecideSignInByDevice: `UPDATE signins SET status = ?, decided_at = ?, decided_by = ?, device_id = ?,
+		reason = ?, fraud_report = ? WHERE id = ? AND status = 'pending'
+		AND EXISTS (SELECT 1 FROM devices WHERE devices.id = ? AND devices.account_id = signins.account_id
+			AND devices.state = 'active')
+		AND EXISTS (SELECT 1 FROM accounts WHERE accounts.id = signins.account_id AND accounts.state = 'active')`,
 	qCancelPendingSignIns: `UPDATE signins SET status = 'cancelled', decided_at = ?, reason = ?
 		WHERE account_id = ? AND status = 'pending' RETURNING id`,
 

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -76,29 +77,68 @@ func (o ops) ListPendingSignIns(ctx context.Context, accountID string, now time.
 
 // DecideSignIn moves a pending sign-in to d.Status in one conditional
 // update, recording DecidedAt, DecidedBy, DeviceID, Reason and FraudReport.
-// ErrAlreadyDecided if it is no longer pending, ErrNotFound if there is none.
+// A decision with a DeviceID lands only if, in the same statement, that
+// device is active and belongs to the sign-in's account and the account is
+// active. ErrNotFound if there is no such sign-in, ErrAlreadyDecided if it
+// is no longer pending, else ErrAccountSuspended, ErrAccountRemoved or
+// ErrDeviceUnregistered.
 func (o ops) DecideSignIn(ctx context.Context, d flows.SignIn) error {
 	switch d.Status {
 	case flows.StatusApproved, flows.StatusDenied, flows.StatusExpired, flows.StatusCancelled:
 	default:
 		return fmt.Errorf("decide sign-in %q: %w: cannot move to status %q", d.ID, flows.ErrInvalid, d.Status)
 	}
-	n, err := o.execN(ctx, qDecideSignIn, string(d.Status), unixNano(d.DecidedAt), string(d.DecidedBy), d.DeviceID,
-		d.Reason, d.FraudReport, d.ID)
+	args := []any{string(d.Status), unixNano(d.DecidedAt), string(d.DecidedBy), d.DeviceID, d.Reason, d.FraudReport, d.ID}
+	q := qDecideSignIn
+	if d.DeviceID != "" {
+		q, args = qDecideSignInByDevice, append(args, d.DeviceID)
+	}
+	n, err := o.execN(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("decide sign-in %q: %w", d.ID, err)
 	}
 	if n == 1 {
 		return nil
 	}
-	var count int
-	if err := o.queryRow(ctx, qSignInExists, d.ID).Scan(&count); err != nil {
-		return fmt.Errorf("decide sign-in %q: %w", d.ID, err)
+	return fmt.Errorf("decide sign-in %q: %w", d.ID, o.whyUndecided(ctx, d))
+}
+
+// whyUndecided finds why a decision changed no row: the sign-in is gone or
+// decided, or else the account or the device may no longer decide.
+func (o ops) whyUndecided(ctx context.Context, d flows.SignIn) error {
+	s, err := o.GetSignIn(ctx, d.ID)
+	switch {
+	case errors.Is(err, flows.ErrNotFound):
+		return flows.ErrNotFound
+	case err != nil:
+		return err
+	case s.Status != flows.StatusPending || d.DeviceID == "":
+		return flows.ErrAlreadyDecided
 	}
-	if count == 0 {
-		return fmt.Errorf("decide sign-in %q: %w", d.ID, flows.ErrNotFound)
+	a, err := o.GetAccount(ctx, s.AccountID)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("decide sign-in %q: %w", d.ID, flows.ErrAlreadyDecided)
+	switch a.State {
+	case flows.AccountSuspended:
+		return flows.ErrAccountSuspended
+	case flows.AccountRemoved:
+		return flows.ErrAccountRemoved
+	}
+	dev, err := o.GetDevice(ctx, d.DeviceID)
+	switch {
+	case errors.Is(err, flows.ErrNotFound):
+		return fmt.Errorf("device %q: %w", d.DeviceID, flows.ErrNotFound)
+	case err != nil:
+		return err
+	case dev.AccountID != s.AccountID:
+		return fmt.Errorf("device %q: %w", d.DeviceID, flows.ErrWrongAccount)
+	case dev.State != flows.DeviceActive:
+		return flows.ErrDeviceUnregistered
+	}
+	// Every condition holds now: something changed between the update and
+	// these reads (PostgreSQL, READ COMMITTED).
+	return fmt.Errorf("%w: the sign-in, its account or the device changed meanwhile; try again", flows.ErrConflict)
 }
 
 // CancelPendingSignIns cancels every pending sign-in of an account and
