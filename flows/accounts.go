@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -164,6 +165,10 @@ func (s *Service) RemoveAccount(ctx context.Context, actor, ref string, source S
 	return s.setState(ctx, actor, ref, AccountRemoved, source, reason)
 }
 
+// setState moves an account to the state to. The move is conditional on the
+// state read inside the transaction (SetAccountState), so of a concurrent
+// restore and removal exactly one lands on the state the other read; the
+// loser re-reads once and decides again (a removed account stays removed).
 func (s *Service) setState(ctx context.Context, actor, ref string, to AccountState, source StateSource, reason string) (Account, error) {
 	if err := checkText("reason", reason, false, 1024); err != nil {
 		return Account{}, err
@@ -171,24 +176,57 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 	if source != SourceAdmin && source != SourceDirectory {
 		return Account{}, invalidf("unknown state source %q", source)
 	}
-	a, err := s.FindAccount(ctx, ref)
+	found, err := s.FindAccount(ctx, ref)
 	if err != nil {
 		return Account{}, err
 	}
-	switch {
-	case a.State == AccountRemoved:
-		return Account{}, fmt.Errorf("account %q: %w", ref, ErrAccountRemoved)
-	case a.State == to:
-		return a, nil // already there: nothing to change
+	for attempt := 0; ; attempt++ {
+		a, changed, err := s.trySetState(ctx, actor, found.ID, to, source, reason)
+		if errors.Is(err, ErrConflict) && attempt == 0 {
+			continue // moved under us: read it again and decide again
+		}
+		if errors.Is(err, ErrAccountRemoved) {
+			return Account{}, fmt.Errorf("account %q: %w", ref, ErrAccountRemoved)
+		}
+		if err != nil {
+			return Account{}, fmt.Errorf("set account %q %s: %w", ref, to, err)
+		}
+		if changed {
+			s.events.Publish(accountTopic(a.ID))
+		}
+		return a, nil
 	}
+}
+
+// trySetState is one attempt of setState on the account id: it reads the
+// account inside the transaction and moves it from the state read. It
+// reports whether it changed anything; ErrConflict if a concurrent change
+// moved the account between the read and the write.
+func (s *Service) trySetState(ctx context.Context, actor, id string, to AccountState, source StateSource, reason string) (Account, bool, error) {
 	now := s.now()
 	action := map[AccountState]string{AccountActive: AuditAccountRestored, AccountSuspended: AuditAccountSuspended, AccountRemoved: AuditAccountRemoved}[to]
-	a.State, a.StateSource, a.StateReason, a.StateChangedAt, a.UpdatedAt = to, source, reason, now, now
-	var cancelled []string
-	err = s.write(ctx, func(tx Tx) error {
-		if err := tx.UpdateAccount(ctx, a); err != nil {
+	var (
+		a         Account
+		changed   bool
+		cancelled []string
+	)
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		var err error
+		changed, cancelled = false, nil
+		if a, err = tx.GetAccount(ctx, id); err != nil {
 			return err
 		}
+		switch {
+		case a.State == AccountRemoved:
+			return ErrAccountRemoved
+		case a.State == to:
+			return nil // already there: nothing to change
+		}
+		if err := tx.SetAccountState(ctx, a.ID, a.State, to, source, reason, now); err != nil {
+			return err
+		}
+		changed = true
+		a.State, a.StateSource, a.StateReason, a.StateChangedAt, a.UpdatedAt = to, source, reason, now, now
 		ev := auditAt(now, actor, action)
 		ev.AccountID, ev.Detail = a.ID, reason
 		if _, err := tx.AppendAudit(ctx, ev); err != nil {
@@ -210,14 +248,17 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 		}
 		cancelled, err = s.cancelPending(ctx, tx, actor, a.ID, now, "account "+string(to))
 		return err
-	}, accountTopic(a.ID))
+	})
 	if err != nil {
-		return Account{}, fmt.Errorf("set account %q %s: %w", ref, to, err)
+		return Account{}, false, err
 	}
-	for _, id := range cancelled {
-		s.events.Publish(signInTopic(id))
+	if changed {
+		s.events.Publish(AuditTopic)
 	}
-	return a, nil
+	for _, sid := range cancelled {
+		s.events.Publish(signInTopic(sid))
+	}
+	return a, changed, nil
 }
 
 // cancelPending cancels an account's pending sign-ins inside tx, with an
@@ -227,12 +268,8 @@ func (s *Service) cancelPending(ctx context.Context, tx Tx, actor, accountID str
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
-		ev := auditAt(now, actor, AuditSignInCancelled)
-		ev.AccountID, ev.SignInID, ev.Detail = accountID, id, reason
-		if _, err := tx.AppendAudit(ctx, ev); err != nil {
-			return nil, err
-		}
+	if err := auditCancelled(ctx, tx, actor, accountID, ids, now, reason); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }

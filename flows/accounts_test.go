@@ -188,17 +188,34 @@ func TestUnregisterDevice(t *testing.T) {
 	e.addUser("alice")
 	lost := e.enroll("alice")
 	kept := e.enroll("alice")
-	ch := e.begin("alice")
+	ch := e.begin("alice")                   // push and QR
+	qrOnly := e.begin("alice", flows.MethodQR) // shown on no phone
 	if _, err := e.svc.UnregisterDevice(e.ctx, "admin", "alice", lost.device.ID, ""); !errors.Is(err, flows.ErrInvalid) {
 		t.Fatalf("unregister without a reason: %v", err)
 	}
 	if _, err := e.svc.UnregisterDevice(e.ctx, "admin", "alice", lost.device.ID, "phone lost"); err != nil {
 		t.Fatal(err)
 	}
+	// The push request may have been started on the lost phone: it is
+	// cancelled, for the other phone too; the QR-only one stays open.
+	if s, _ := e.svc.GetSignIn(e.ctx, ch.SignIn.ID); s.Status != flows.StatusCancelled || s.Reason != "a device was unregistered" {
+		t.Fatalf("push sign-in after unregistering a device: %s (%q), want cancelled", s.Status, s.Reason)
+	}
+	if s, _ := e.svc.GetSignIn(e.ctx, qrOnly.SignIn.ID); s.Status != flows.StatusPending {
+		t.Fatalf("QR-only sign-in after unregistering a device: %s, want pending", s.Status)
+	}
+	if _, err := e.svc.Decide(e.ctx, e.decision(kept, ch.SignIn, flows.DecisionApprove, flows.MethodPush, ch.Number)); !errors.Is(err, flows.ErrAlreadyDecided) {
+		t.Fatalf("remaining device on the cancelled sign-in: %v", err)
+	}
+	if got := e.auditActions(); !slices.Contains(got, flows.AuditSignInCancelled) {
+		t.Errorf("no cancellation in the audit log: %v", got)
+	}
+	// The user starts a new sign-in: the lost phone is refused, the other
+	// phone approves.
+	ch = e.begin("alice")
 	if _, err := e.svc.Decide(e.ctx, e.decision(lost, ch.SignIn, flows.DecisionApprove, flows.MethodPush, ch.Number)); !errors.Is(err, flows.ErrDeviceUnregistered) {
 		t.Fatalf("unregistered device decided: %v", err)
 	}
-	// The other phone still works, so the sign-in is still pending.
 	if _, err := e.svc.Decide(e.ctx, e.decision(kept, ch.SignIn, flows.DecisionApprove, flows.MethodPush, ch.Number)); err != nil {
 		t.Fatalf("remaining device: %v", err)
 	}

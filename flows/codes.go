@@ -174,7 +174,9 @@ func (s *Service) newOverrideCode() (normalized, shown string) {
 
 // IssueOverride issues an administrative override code for the account ref:
 // it works once, for ttl (0: the configured default; at most 7 days), and
-// revokes the account's older override codes. The code is returned here,
+// revokes the account's older override codes. The account must be active
+// when the code is stored (checked in the same transaction), and of
+// concurrent issues for one account only the last stays open. The code is returned here,
 // grouped for reading aloud, and never again: only its keyed hash is kept.
 func (s *Service) IssueOverride(ctx context.Context, actor, ref string, ttl time.Duration, reason string) (OverrideCode, string, error) {
 	if !s.cfg.codeMethodOpen(MethodOverride) {
@@ -206,6 +208,11 @@ func (s *Service) IssueOverride(ctx context.Context, actor, ref string, ttl time
 		CreatedBy: actor, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	err = s.write(ctx, func(tx Tx) error {
+		// The account must still be active when the code lands, and two
+		// issuers of one account take turns: each revokes the other's code.
+		if err := tx.LockActiveAccount(ctx, a.ID); err != nil {
+			return err
+		}
 		if _, err := tx.RevokeCodes(ctx, a.ID, MethodOverride, "", now); err != nil {
 			return err
 		}
@@ -474,9 +481,10 @@ func (s *Service) matchCode(cs []Code, open []Method, sgn SignIn, code string) (
 	return found, ok
 }
 
-// redeem spends c on sgn: one transaction redeems the code (exactly one of
-// concurrent callers wins), approves the sign-in, resets the account's
-// failures and writes the audit event.
+// redeem spends c on sgn: one transaction checks the account is active and
+// its codes unlocked (codeGate), redeems the code (exactly one of concurrent
+// callers wins), approves the sign-in, resets the account's failures and
+// writes the audit event.
 func (s *Service) redeem(ctx context.Context, sgn SignIn, a Account, c Code, now time.Time) (SignIn, error) {
 	out := sgn
 	out.Status, out.DecidedAt, out.DecidedBy = StatusApproved, now, c.Kind
@@ -485,6 +493,9 @@ func (s *Service) redeem(ctx context.Context, sgn SignIn, a Account, c Code, now
 		detail = "override code " + c.ID + " issued by " + c.CreatedBy + " at " + c.CreatedAt.Format(time.RFC3339)
 	}
 	err := s.write(ctx, func(tx Tx) error {
+		if err := s.codeGate(ctx, tx, a.ID, now); err != nil {
+			return err
+		}
 		if err := tx.RedeemCode(ctx, c.ID, now); err != nil {
 			return err
 		}
@@ -505,9 +516,11 @@ func (s *Service) redeem(ctx context.Context, sgn SignIn, a Account, c Code, now
 	return out, nil
 }
 
-// codeFailed counts a wrong code, in one transaction: an attempt against
-// each live OTP of the sign-in, a consecutive failure of the account (which
-// may lock its codes), and the audit events. It returns the error to answer.
+// codeFailed counts a wrong code, in one transaction: unless the account's
+// codes got locked meanwhile (codeGate: then nothing is counted and the
+// answer is the lock), an attempt against each live OTP of the sign-in, a
+// consecutive failure of the account (which may lock its codes), and the
+// audit events. It returns the error to answer.
 func (s *Service) codeFailed(ctx context.Context, sgn SignIn, a Account, codes []Code, ip string, now time.Time) error {
 	var (
 		failures int
@@ -519,6 +532,9 @@ func (s *Service) codeFailed(ctx context.Context, sgn SignIn, a Account, codes [
 		actor = "client"
 	}
 	err := s.write(ctx, func(tx Tx) error {
+		if err := s.codeGate(ctx, tx, a.ID, now); err != nil {
+			return err
+		}
 		cur, err := tx.GetSignIn(ctx, sgn.ID)
 		if err != nil {
 			return err
@@ -565,6 +581,9 @@ func (s *Service) codeFailed(ctx context.Context, sgn SignIn, a Account, codes [
 	if errors.Is(err, ErrAlreadyDecided) {
 		return err
 	}
+	if errors.Is(err, ErrLocked) {
+		return fmt.Errorf("sign-in %s: %w", sgn.ID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("check code: %w", err)
 	}
@@ -579,6 +598,23 @@ func (s *Service) codeFailed(ctx context.Context, sgn SignIn, a Account, codes [
 	s.alert(ctx, AdminAlert{Kind: AlertCodesLocked, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID,
 		Detail: fmt.Sprintf("%d consecutive wrong codes; %s", failures, strings.TrimPrefix(lock.Error(), ErrLocked.Error()+" ")), Time: now})
 	return fmt.Errorf("sign-in %s: %w; %w", sgn.ID, ErrWrongCode, lock)
+}
+
+// codeGate is the start of every transaction that judges a code: it holds
+// the account (LockActiveAccount: it must still be active, and on
+// PostgreSQL the code transactions of one account run one at a time), then
+// reads the account's limits as they now stand and refuses while its codes
+// are locked. SubmitCode's earlier check is only a shortcut; this one is
+// what concurrent guesses cannot race past.
+func (s *Service) codeGate(ctx context.Context, tx Tx, accountID string, now time.Time) error {
+	if err := tx.LockActiveAccount(ctx, accountID); err != nil {
+		return err
+	}
+	lim, err := tx.GetAccountLimits(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	return lockOf(lim, now)
 }
 
 // UnlockCodes lifts an account's code lock and clears its failures.

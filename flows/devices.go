@@ -5,12 +5,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
 // Invite issues a one-use enrollment token for an account, revoking any
-// older invitation, and returns the invitation and its link. The token
+// older invitation, and returns the invitation and its link. The account
+// must be active when the invitation is stored (checked in the same
+// transaction), and of concurrent invitations only the last stays open. The token
 // itself is never stored; only its hash is.
 func (s *Service) Invite(ctx context.Context, actor, ref string) (Invitation, EnrollLink, error) {
 	a, err := s.FindAccount(ctx, ref)
@@ -24,6 +28,11 @@ func (s *Service) Invite(ctx context.Context, actor, ref string) (Invitation, En
 	token := NewSecret(32)
 	inv := Invitation{ID: NewID(), AccountID: a.ID, TokenHash: HashSecret(token), CreatedBy: actor, CreatedAt: now, ExpiresAt: now.Add(s.cfg.InvitationTTL)}
 	err = s.write(ctx, func(tx Tx) error {
+		// The account must still be active when the invitation lands, and
+		// two inviters of one account take turns: each revokes the other's.
+		if err := tx.LockActiveAccount(ctx, a.ID); err != nil {
+			return err
+		}
 		if _, err := tx.RevokeInvitations(ctx, a.ID, now); err != nil {
 			return err
 		}
@@ -98,12 +107,25 @@ func (s *Service) Enroll(ctx context.Context, r EnrollRequest) (Device, Account,
 	}
 	now := s.now()
 	d := Device{ID: NewID(), AccountID: a.ID, Name: r.Name, PublicKey: r.PublicKey, PushRoute: r.PushRoute, State: DeviceActive, CreatedAt: now, EnrolledInvitation: inv.ID}
+	var replaced []string // sign-ins cancelled with the replaced devices
 	err = s.write(ctx, func(tx Tx) error {
+		replaced = nil
+		if err := tx.LockActiveAccount(ctx, a.ID); err != nil { // suspended or removed meanwhile
+			return err
+		}
 		if err := tx.RedeemInvitation(ctx, inv.ID, now, d.ID); err != nil {
 			return err
 		}
 		if s.cfg.ReplaceDevicesOnEnroll {
+			// Push requests shown on the replaced devices go with them,
+			// cancelled before any audit event (see Decide).
+			if replaced, err = s.cancelPushPending(ctx, tx, a.ID, now, "devices replaced by a new enrollment"); err != nil {
+				return err
+			}
 			if _, err := s.unregisterAll(ctx, tx, "device:"+d.ID, a.ID, now, "replaced by new enrollment"); err != nil {
+				return err
+			}
+			if err := auditCancelled(ctx, tx, "device:"+d.ID, a.ID, replaced, now, "devices replaced by a new enrollment"); err != nil {
 				return err
 			}
 		}
@@ -117,6 +139,9 @@ func (s *Service) Enroll(ctx context.Context, r EnrollRequest) (Device, Account,
 	}, accountTopic(a.ID))
 	if err != nil {
 		return Device{}, Account{}, fmt.Errorf("enroll: %w", err)
+	}
+	for _, id := range replaced {
+		s.events.Publish(signInTopic(id))
 	}
 	return d, a, nil
 }
@@ -135,8 +160,10 @@ func (s *Service) ListDevices(ctx context.Context, ref string) (Account, []Devic
 }
 
 // UnregisterDevice unregisters one device of the account ref: from then on
-// every signature by its key is refused. If the account has no active
-// device left, its pending sign-ins are cancelled.
+// every signature by its key is refused. The account's pending sign-ins
+// that include push are cancelled (one started on a stolen phone must not
+// stay open on the others; the user starts a new one), and if the account
+// has no active device left, all of its pending sign-ins are.
 func (s *Service) UnregisterDevice(ctx context.Context, actor, ref, deviceID, reason string) (Device, error) {
 	if err := checkText("reason", reason, true, 1024); err != nil {
 		return Device{}, err
@@ -154,21 +181,32 @@ func (s *Service) UnregisterDevice(ctx context.Context, actor, ref, deviceID, re
 	}
 	now := s.now()
 	var cancelled []string
+	// Row writes first, audit events last: a transaction holding the audit
+	// chain's lock takes no other (see Decide).
 	err = s.write(ctx, func(tx Tx) error {
-		if err := s.unregister(ctx, tx, actor, d, now, reason); err != nil {
+		if err := tx.UnregisterDevice(ctx, d.ID, now, reason); err != nil {
 			return err
 		}
 		left, err := tx.ListDevices(ctx, a.ID)
 		if err != nil {
 			return err
 		}
-		for _, x := range left {
-			if x.State == DeviceActive {
-				return nil
-			}
+		why := "a device was unregistered"
+		if slices.ContainsFunc(left, func(x Device) bool { return x.State == DeviceActive }) {
+			cancelled, err = s.cancelPushPending(ctx, tx, a.ID, now, why)
+		} else {
+			why = "no registered device"
+			cancelled, err = tx.CancelPendingSignIns(ctx, a.ID, now, why)
 		}
-		cancelled, err = s.cancelPending(ctx, tx, actor, a.ID, now, "no registered device")
-		return err
+		if err != nil {
+			return err
+		}
+		ev := auditAt(now, actor, AuditDeviceUnregistered)
+		ev.AccountID, ev.DeviceID, ev.Detail = d.AccountID, d.ID, reason
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+		return auditCancelled(ctx, tx, actor, a.ID, cancelled, now, why)
 	}, accountTopic(a.ID))
 	if err != nil {
 		return Device{}, fmt.Errorf("unregister device %q: %w", deviceID, err)
@@ -178,6 +216,44 @@ func (s *Service) UnregisterDevice(ctx context.Context, actor, ref, deviceID, re
 	}
 	d.State, d.UnregisteredAt, d.UnregisterReason = DeviceUnregistered, now, reason
 	return d, nil
+}
+
+// cancelPushPending cancels, inside tx, an account's pending sign-ins that
+// include push, and returns their ids. It writes no audit event (see
+// auditCancelled).
+func (s *Service) cancelPushPending(ctx context.Context, tx Tx, accountID string, now time.Time, reason string) ([]string, error) {
+	pending, err := tx.ListPendingSignIns(ctx, accountID, now)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, sgn := range pending {
+		if !sgn.HasMethod(MethodPush) {
+			continue
+		}
+		d := sgn
+		d.Status, d.DecidedAt, d.Reason = StatusCancelled, now, reason
+		switch err := tx.DecideSignIn(ctx, d); {
+		case errors.Is(err, ErrAlreadyDecided):
+			continue // decided meanwhile
+		case err != nil:
+			return nil, err
+		}
+		ids = append(ids, sgn.ID)
+	}
+	return ids, nil
+}
+
+// auditCancelled writes the audit event of each cancelled sign-in.
+func auditCancelled(ctx context.Context, tx Tx, actor, accountID string, ids []string, now time.Time, reason string) error {
+	for _, id := range ids {
+		ev := auditAt(now, actor, AuditSignInCancelled)
+		ev.AccountID, ev.SignInID, ev.Detail = accountID, id, reason
+		if _, err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnregisterAllDevices unregisters every active device of an account (a

@@ -267,7 +267,10 @@ type DecisionRequest struct {
 
 // Decide records a device's decision. The signature must verify with a
 // registered device of the sign-in's account over this sign-in's nonce; the
-// sign-in is decided exactly once, so a replay gets ErrAlreadyDecided. An
+// sign-in is decided exactly once, so a replay gets ErrAlreadyDecided. The
+// device and the account must still be active when the decision is written
+// (ErrDeviceUnregistered, ErrAccountSuspended, ErrAccountRemoved), and an
+// approval resets the account's consecutive code failures. An
 // approval with the wrong number denies the sign-in (and returns it with
 // ErrWrongNumber): a user who cannot read the screen is not the one signing in.
 func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error) {
@@ -339,9 +342,25 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 	if out.FraudReport && s.cfg.FraudPushBlock > 0 {
 		blockUntil = now.Add(s.cfg.FraudPushBlock)
 	}
+	// Row writes come before the audit events: once a transaction holds the
+	// audit chain's lock it takes no other, so no two transactions deadlock.
 	err = s.write(ctx, func(tx Tx) error {
+		// The store checks, in the same statement, that the device and the
+		// account may still decide: an unregistration or suspension that
+		// commits first wins over the checks above.
 		if err := tx.DecideSignIn(ctx, out); err != nil {
 			return err
+		}
+		if out.Status == StatusApproved {
+			// A successful sign-in resets the consecutive code failures.
+			if err := tx.ResetCodeFailures(ctx, sgn.AccountID); err != nil {
+				return err
+			}
+		}
+		if !blockUntil.IsZero() {
+			if err := tx.BlockPush(ctx, sgn.AccountID, blockUntil); err != nil {
+				return err
+			}
 		}
 		ev := auditAt(now, "device:"+d.ID, action)
 		ev.AccountID, ev.DeviceID, ev.SignInID, ev.Detail = sgn.AccountID, d.ID, sgn.ID, string(r.Method)
@@ -353,9 +372,6 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 		}
 		if blockUntil.IsZero() {
 			return nil
-		}
-		if err := tx.BlockPush(ctx, sgn.AccountID, blockUntil); err != nil {
-			return err
 		}
 		ev = auditAt(now, "system", AuditPushBlocked)
 		ev.AccountID, ev.SignInID, ev.Detail = sgn.AccountID, sgn.ID, "after a fraud report, until "+blockUntil.Format(time.RFC3339)
