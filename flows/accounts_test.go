@@ -188,7 +188,7 @@ func TestUnregisterDevice(t *testing.T) {
 	e.addUser("alice")
 	lost := e.enroll("alice")
 	kept := e.enroll("alice")
-	ch := e.begin("alice")                   // push and QR
+	ch := e.begin("alice")                     // push and QR
 	qrOnly := e.begin("alice", flows.MethodQR) // shown on no phone
 	if _, err := e.svc.UnregisterDevice(e.ctx, "admin", "alice", lost.device.ID, ""); !errors.Is(err, flows.ErrInvalid) {
 		t.Fatalf("unregister without a reason: %v", err)

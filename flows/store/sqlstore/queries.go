@@ -126,7 +126,7 @@ var queryText = [numQueries]string{
 
 	qCreateSignIn: `INSERT INTO signins (` + signInCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-	qGetSignIn:    `SELECT ` + signInCols + ` FROM signins WHERE id = ?`,
+	qGetSignIn: `SELECT ` + signInCols + ` FROM signins WHERE id = ?`,
 	qListPendingSignIns: `SELECT ` + signInCols + ` FROM signins
 		WHERE account_id = ? AND status = 'pending' AND expires_at > ? ORDER BY created_at, id`,
 	qDecideSignIn: `UPDATE signins SET status = ?, decided_at = ?, decided_by = ?, device_id = ?,
