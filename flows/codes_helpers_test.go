@@ -128,10 +128,21 @@ func (s *syncBuffer) String() string {
 
 func newCodeEnv(t testing.TB, cfg flows.Config) *codeEnv {
 	t.Helper()
+	return newCodeEnvOn(t, nil, cfg)
+}
+
+// newCodeEnvOn is newCodeEnv on the store st (nil: a new SQLite store).
+func newCodeEnvOn(t testing.TB, st flows.Store, cfg flows.Config) *codeEnv {
+	t.Helper()
 	c := &codeEnv{mail: &mailbox{}, sms: &smsbox{}, alerts: &alertLog{}, logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(c.logs, nil))
-	c.env = newEnv(t, cfg, flows.WithEmailSender(c.mail), flows.WithSMSSender(c.sms),
-		flows.WithAdminAlerter(c.alerts), flows.WithLogger(log))
+	opts := []flows.Option{flows.WithEmailSender(c.mail), flows.WithSMSSender(c.sms),
+		flows.WithAdminAlerter(c.alerts), flows.WithLogger(log)}
+	if st == nil {
+		c.env = newEnv(t, cfg, opts...)
+	} else {
+		c.env = newEnvOn(t, st, cfg, opts...)
+	}
 	return c
 }
 

@@ -8,7 +8,6 @@ import (
 	"go/token"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -468,49 +467,6 @@ func TestCodeChecksPerAccount(t *testing.T) {
 // TestConcurrentRedemptionExactlyOneWins: 200 submissions of the right
 // override code at once approve the sign-in once; the others lose cleanly
 // and none counts as a failure.
-func TestConcurrentRedemptionExactlyOneWins(t *testing.T) {
-	e := newCodeEnv(t, flows.Config{CodeConfig: flows.CodeConfig{CodeChecksPerIPPerMinute: 1000, CodeChecksPerAccountPerMinute: 1000}})
-	alice := e.addUser("alice")
-	_, code := e.override("alice", 0)
-	ch := e.beginCode("alice", flows.MethodOverride)
-	var (
-		wg           sync.WaitGroup
-		mu           sync.Mutex
-		wins, losses int
-		others       []error
-	)
-	start := make(chan struct{})
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, err := e.submit(ch.SignIn.ID, code)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, flows.ErrAlreadyUsed), errors.Is(err, flows.ErrAlreadyDecided):
-				losses++
-			default:
-				others = append(others, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins != 1 || losses != 199 || len(others) != 0 {
-		t.Fatalf("%d wins, %d clean losses, other errors %v", wins, losses, others)
-	}
-	if l := e.limits(alice.ID); l.FailedCodes != 0 {
-		t.Fatalf("racing the right code counted failures: %+v", l)
-	}
-	if n := e.countAction(flows.AuditSignInApproved); n != 1 {
-		t.Fatalf("%d approvals in the audit log", n)
-	}
-}
-
 // TestCodesAreComparedInConstantTime reads codes.go: the hash of a typed
 // code is compared with subtle.ConstantTimeCompare against every candidate,
 // and nothing there compares bytes any other way.
