@@ -4,8 +4,9 @@ import "sync"
 
 // Events wakes waiters when something they watch changes: a sign-in is
 // decided, a new request is pending for an account. A notification carries
-// no data; the waiter re-reads the store. Several instances on one
-// PostgreSQL share an implementation built on LISTEN/NOTIFY.
+// no data; the waiter re-reads the store. LocalEvents serves one process;
+// several instances on one PostgreSQL will need an implementation built on
+// LISTEN/NOTIFY (not written yet).
 type Events interface {
 	// Publish wakes every current subscriber of topic.
 	Publish(topic string)

@@ -182,21 +182,29 @@ func TestRequestStreamOutlivesWriteTimeout(t *testing.T) {
 	decode[api.SignIn](t, presp, http.StatusOK)
 }
 
-// A device unregistered while its account keeps another one: its stream
-// ends, and the request that stays open for the other device is not
-// reported resolved.
+// A device unregistered while its account keeps another one: the pending
+// request it could see is cancelled (a request started on a stolen phone
+// must not stay open on the other one), its stream says so and ends, and
+// the other device sees the next sign-in.
 func TestRequestStreamEndsForOneDevice(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice")
 	p, other := e.enroll("alice"), e.enroll("alice")
-	e.testSignIn("alice")
+	first := e.testSignIn("alice")
 	events, _ := e.openStream(p)
 	wantEvent[api.SignInRequest](t, nextEvent(t, events), api.EventRequest)
 	path := strings.Replace(userPath(api.PathDeviceUnreg, "alice"), "{device}", p.id, 1)
 	decode[api.Device](t, e.admin("POST", path, api.Unregister{Reason: "lost"}), http.StatusOK)
+	if got := wantEvent[api.ResolvedEvent](t, nextEvent(t, events), api.EventResolved); got.ID != first.ID || got.Status != "cancelled" {
+		t.Fatalf("resolved event %+v, want %s cancelled", got, first.ID)
+	}
 	waitEnd(t, events)
-	if got := e.pendingFor(other); len(got) != 1 {
-		t.Fatalf("the other device sees %d requests", len(got))
+	if got := e.pendingFor(other); len(got) != 0 {
+		t.Fatalf("the cancelled request is still pending for the other device: %v", got)
+	}
+	next := e.testSignIn("alice")
+	if got := e.pendingFor(other); len(got) != 1 || got[0].ID != next.ID {
+		t.Fatalf("the other device sees %v, want the new sign-in %s", got, next.ID)
 	}
 }
 
