@@ -17,14 +17,9 @@ func (s *Server) rebind(w http.ResponseWriter, r *http.Request, body []byte, old
 		writeProblem(w, *p)
 		return
 	}
-	pub, err := b64.DecodeString(req.PublicKey)
-	if err != nil || len(pub) == 0 {
-		writeProblem(w, invalid("public_key must be the unpadded base64url of a PKIX DER P-256 key"))
-		return
-	}
-	sig, err := b64.DecodeString(req.Signature)
-	if err != nil || len(sig) == 0 {
-		writeProblem(w, invalid("signature must be an unpadded base64url ES256 signature"))
+	pub, sig, p := decodeKeyProof(req.PublicKey, req.Signature)
+	if p != nil {
+		writeProblem(w, *p)
 		return
 	}
 	d, err := s.flows.Rebind(r.Context(), old, flows.RebindRequest{

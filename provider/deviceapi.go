@@ -37,14 +37,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, *p)
 		return
 	}
-	pub, err := b64.DecodeString(req.PublicKey)
-	if err != nil || len(pub) == 0 {
-		writeProblem(w, invalid("public_key must be the unpadded base64url of a PKIX DER P-256 key"))
-		return
-	}
-	sig, err := b64.DecodeString(req.Signature)
-	if err != nil || len(sig) == 0 {
-		writeProblem(w, invalid("signature must be an unpadded base64url ES256 signature"))
+	pub, sig, p := decodeKeyProof(req.PublicKey, req.Signature)
+	if p != nil {
+		writeProblem(w, *p)
 		return
 	}
 	d, a, err := s.flows.Enroll(r.Context(), flows.EnrollRequest{
@@ -139,4 +134,21 @@ func (s *Server) claimQR(w http.ResponseWriter, r *http.Request, body []byte, d 
 func enrollFailure(err error) bool {
 	return errors.Is(err, flows.ErrBadSignature) || errors.Is(err, flows.ErrNotFound) ||
 		errors.Is(err, flows.ErrAlreadyUsed) || errors.Is(err, flows.ErrExpired)
+}
+
+// decodeKeyProof decodes a new device key (base64url PKIX DER) and the
+// signature that proves its possession (base64url ES256), as enroll and
+// rebind carry them.
+func decodeKeyProof(publicKey, signature string) (pub, sig []byte, p *api.Problem) {
+	pub, err := b64.DecodeString(publicKey)
+	if err != nil || len(pub) == 0 {
+		q := invalid("public_key must be the unpadded base64url of a PKIX DER P-256 key")
+		return nil, nil, &q
+	}
+	sig, err = b64.DecodeString(signature)
+	if err != nil || len(sig) == 0 {
+		q := invalid("signature must be an unpadded base64url ES256 signature")
+		return nil, nil, &q
+	}
+	return pub, sig, nil
 }
