@@ -11,6 +11,7 @@ import (
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/store/postgres"
 	"github.com/keystep/keystep/flows/store/sqlite"
+	"github.com/keystep/keystep/flows/storetest"
 	"github.com/keystep/keystep/internal/pgtest"
 )
 
@@ -34,25 +35,6 @@ var raceStores = map[string]func(t *testing.T) flows.Store{
 		t.Cleanup(func() { st.Close() })
 		return st
 	},
-}
-
-// raceAll runs fn(i) for i in [0, n) on n goroutines released together and
-// returns their errors by i.
-func raceAll(n int, fn func(i int) error) []error {
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = fn(i)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return errs
 }
 
 // hookStore runs a competing call just before the next transaction begins:
@@ -104,7 +86,7 @@ func TestConcurrentRedemptionExactlyOneWins(t *testing.T) {
 			for i := range ids {
 				ids[i] = e.beginCode("alice", flows.MethodOverride).SignIn.ID
 			}
-			errs := raceAll(n, func(i int) error {
+			errs := storetest.Race(n, func(i int) error {
 				_, err := e.submit(ids[i], code)
 				return err
 			})
@@ -152,7 +134,7 @@ func TestConcurrentWrongGuessesStopAtTheLock(t *testing.T) {
 			alice := e.addUser("alice")
 			_, code := e.override("alice", 0)
 			ch := e.beginCode("alice", flows.MethodOverride)
-			errs := raceAll(20, func(int) error {
+			errs := storetest.Race(20, func(int) error {
 				_, err := e.submit(ch.SignIn.ID, wrongCode(code))
 				return err
 			})
@@ -313,7 +295,7 @@ func TestRemovedAccountStaysRemoved(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			errs := raceAll(20, func(i int) error {
+			errs := storetest.Race(20, func(i int) error {
 				var err error
 				if i%2 == 0 {
 					_, err = e.svc.RestoreAccount(e.ctx, "admin", a.ID, flows.SourceAdmin, "")

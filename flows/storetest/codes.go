@@ -463,7 +463,7 @@ func testConcurrentRedeemCode(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
 	must(t, "code", s.CreateCode(ctx, override("ov-1", "acc-1", t0.Add(time.Hour))))
-	errs := race(200, func(i int) error {
+	errs := Race(200, func(i int) error {
 		return s.InTx(ctx, func(tx flows.Tx) error { return tx.RedeemCode(ctx, "ov-1", t0.Add(time.Duration(i))) })
 	})
 	winner := oneWinner(t, "200 concurrent RedeemCode", errs, flows.ErrAlreadyUsed)
@@ -477,7 +477,7 @@ func testConcurrentRedeemCode(t *testing.T, s flows.Store) {
 func testConcurrentHitRateLimit(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	allowed := make([]bool, 200)
-	errs := race(200, func(i int) error {
+	errs := Race(200, func(i int) error {
 		ok, _, err := s.HitRateLimit(ctx, "ip:203.0.113.9", t0, time.Minute, 50)
 		allowed[i] = ok
 		return err
@@ -498,7 +498,7 @@ func testConcurrentCodeFailure(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
 	counts := make([]int, 100)
-	errs := race(100, func(i int) error {
+	errs := Race(100, func(i int) error {
 		n, _, err := s.RecordCodeFailure(ctx, "acc-1", t0, 50, time.Hour)
 		counts[i] = n
 		return err

@@ -11,9 +11,9 @@ import (
 	"github.com/keystep/keystep/flows"
 )
 
-// race runs fn(i) for i in [0, n) on n goroutines released together, waits
+// Race runs fn(i) for i in [0, n) on n goroutines released together, waits
 // for them all, and returns their errors by i.
-func race(n int, fn func(i int) error) []error {
+func Race(n int, fn func(i int) error) []error {
 	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -59,7 +59,7 @@ func testConcurrentDecide(t *testing.T, s flows.Store) {
 	for i := range 200 {
 		must(t, "device", s.CreateDevice(ctx, device(fmt.Sprintf("dev-%d", i), "acc-1", t0)))
 	}
-	errs := race(200, func(i int) error {
+	errs := Race(200, func(i int) error {
 		status := flows.StatusApproved
 		if i%2 == 1 {
 			status = flows.StatusDenied
@@ -79,7 +79,7 @@ func testConcurrentRedeem(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
 	must(t, "invitation", s.CreateInvitation(ctx, invitation("inv-1", "acc-1", t0.Add(time.Hour))))
-	errs := race(200, func(i int) error {
+	errs := Race(200, func(i int) error {
 		return s.RedeemInvitation(ctx, "inv-1", t0, fmt.Sprintf("dev-%d", i))
 	})
 	winner := oneWinner(t, "200 concurrent RedeemInvitation", errs, flows.ErrAlreadyUsed)
@@ -92,7 +92,7 @@ func testConcurrentRedeem(t *testing.T, s flows.Store) {
 
 func testConcurrentNonce(t *testing.T, s flows.Store) {
 	ctx := t.Context()
-	errs := race(200, func(int) error { return s.UseNonce(ctx, "sig:same", t0.Add(time.Minute)) })
+	errs := Race(200, func(int) error { return s.UseNonce(ctx, "sig:same", t0.Add(time.Minute)) })
 	oneWinner(t, "200 concurrent UseNonce", errs, flows.ErrReplay)
 }
 
@@ -100,7 +100,7 @@ func testConcurrentAudit(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	const n = 100
 	got := make([]flows.AuditEvent, n)
-	errs := race(n, func(i int) error {
+	errs := Race(n, func(i int) error {
 		var err error
 		got[i], err = s.AppendAudit(ctx, flows.AuditEvent{Time: t0, Actor: "test", Action: "x", Detail: fmt.Sprintf("call %d", i)})
 		return err
@@ -145,7 +145,7 @@ func testConcurrentSignInsWithAudit(t *testing.T, s flows.Store) {
 	ctx := t.Context()
 	must(t, "account", s.CreateAccount(ctx, account("acc-1", "alice")))
 	const n = 60
-	errs := race(n, func(i int) error {
+	errs := Race(n, func(i int) error {
 		if i%3 == 2 {
 			_, err := s.AppendAudit(ctx, flows.AuditEvent{Time: t0, Actor: "admin", Action: "x"})
 			return err
@@ -185,7 +185,7 @@ func testConcurrentStateChange(t *testing.T, s flows.Store) {
 	a := account("acc-1", "alice")
 	a.State = flows.AccountSuspended
 	must(t, "account", s.CreateAccount(ctx, a))
-	errs := race(100, func(i int) error {
+	errs := Race(100, func(i int) error {
 		to := flows.AccountActive
 		if i%2 == 1 {
 			to = flows.AccountRemoved

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/flows/clocktest"
 	"github.com/keystep/keystep/flows/notify/fcm"
 	"github.com/keystep/keystep/flows/notify/push"
 )
@@ -79,25 +80,10 @@ func serviceAccountJSON(t testing.TB, tokenURI string) []byte {
 	return b
 }
 
-// clock is a clock the test moves by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// clock is the shared fake clock; the test moves it by hand.
+type clock = clocktest.Clock
 
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *clock { return clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // answer is what the fake says to one request.
 type answer struct {
