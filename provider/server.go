@@ -146,3 +146,15 @@ func (s *Server) pingStore(ctx context.Context) (err error) {
 	_, err = s.flows.Audit(ctx, flows.AuditFilter{Limit: 1})
 	return err
 }
+
+// Handle mounts another front door (the OpenID Provider, the step page)
+// on the server's mux, inside its request ids and panic guard. Handlers
+// set their own Content-Security-Policy over the default one.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Mux is the server's mux, for packages that register their own routes.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+// ClientIP is the client's address as the rate limits and the audit log
+// see it: the TCP peer, or X-Forwarded-For from a trusted proxy.
+func (s *Server) ClientIP(r *http.Request) string { return s.clientIP(r) }

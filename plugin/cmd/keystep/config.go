@@ -40,6 +40,11 @@ type Config struct {
 	// Admins are named admins besides the default one ("admin", whose
 	// token is <data_dir>/admin-token).
 	Admins []AdminConfig
+	// OIDC is the OpenID Provider's clients and keys.
+	OIDC OIDCConfig
+	// InsecureDev allows an http:// public URL on a non-loopback host and
+	// cookies without Secure (--insecure-dev; never in production).
+	InsecureDev bool
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
@@ -193,6 +198,7 @@ func (c *Config) schema() schema {
 	}
 	maps.Copy(s, c.codesSchema())
 	maps.Copy(s, c.sendersSchema())
+	maps.Copy(s, c.oidcSchema())
 	return s
 }
 
@@ -406,6 +412,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateCodes()...)
 	errs = append(errs, c.validateAdmins()...)
+	errs = append(errs, c.validateOIDC()...)
 	return errors.Join(errs...)
 }
 

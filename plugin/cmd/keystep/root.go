@@ -78,7 +78,7 @@ with number matching, or scan a QR code, on their phone.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{cmd: c, err: err} })
 	group(root)
-	root.AddCommand(newServeCmd(), newAdminCmd(), newDeviceCmd())
+	root.AddCommand(newServeCmd(), newAdminCmd(), newDeviceCmd(), newDemoAppCmd())
 	return root
 }
 

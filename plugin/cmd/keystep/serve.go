@@ -73,6 +73,7 @@ file (codes.key_file).`,
 			if err != nil {
 				return err
 			}
+			cfg.InsecureDev, _ = cmd.Flags().GetBool("insecure-dev")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			senders, pusher, err := cfg.buildSenders()
@@ -87,6 +88,7 @@ file (codes.key_file).`,
 	f.String("listen", defaultListen, "`address` to listen on (port 0: any free port)")
 	f.String("data", defaultDataDir, "data `directory` (SQLite database, admin token)")
 	f.String("public-url", "", "the server's public `URL`, which devices sign (default http://<listen address>)")
+	f.Bool("insecure-dev", false, "development only: allow an http:// public URL on a non-loopback host, and cookies without Secure")
 	return cmd
 }
 
@@ -148,6 +150,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, p
 	}
 	p, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins, TrustedProxies: cfg.TrustedProxies, Logger: log, Clock: flows.SystemClock{}})
 	if err != nil {
+		return err
+	}
+	if err := mountFederation(ctx, cfg, p, svc, codeKey, publicURL, dataDir, log); err != nil {
 		return err
 	}
 

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+
+	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider"
+	"github.com/keystep/keystep/provider/oidcop"
+	"github.com/keystep/keystep/provider/steppage"
+)
+
+// mountFederation builds the OpenID Provider and the step page and mounts
+// them on the server.
+func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *flows.Service, secret []byte, publicURL, dataDir string, log *slog.Logger) error {
+	var clients []oidcop.ClientConfig
+	for _, cc := range cfg.OIDC.Clients {
+		c, err := cc.toClient(readClientSecret)
+		if err != nil {
+			return fmt.Errorf("oidc client %s: %w", cc.ID, err)
+		}
+		clients = append(clients, c)
+	}
+	if cfg.demoClientOn() {
+		path := filepath.Join(dataDir, demoClientSecretFile)
+		secret, created, err := loadOrCreateToken(path)
+		if err != nil {
+			return fmt.Errorf("demo client secret: %w", err)
+		}
+		if created {
+			log.Info("registered the demo client; keystep demo-app reads its secret from this file", "client_id", demoClientID, "secret_file", path)
+		} else {
+			log.Info("demo client", "client_id", demoClientID, "secret_file", path)
+		}
+		clients = append(clients, demoClient(secret))
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return fmt.Errorf("public URL: %w", err)
+	}
+	op, err := oidcop.New(oidcop.Options{
+		Flows: svc, Issuer: publicURL, Insecure: cfg.InsecureDev, Clients: clients, Secret: secret,
+		Keys: oidcop.KeyPolicy{RotateEvery: cfg.OIDC.RotateEvery}, RequestTTL: cfg.OIDC.RequestTTL, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	step, err := steppage.New(ctx, steppage.Options{
+		Flows: svc, Requests: op, SealKey: secret, Secure: secureCookies(u, cfg.InsecureDev),
+		ClientIP: p.ClientIP, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, path := range oidcop.Paths {
+		p.Handle(path, op.Handler())
+	}
+	step.Register(p.Mux())
+	log.Info("OpenID Provider", "issuer", op.Issuer(), "discovery", op.Issuer()+"/.well-known/openid-configuration", "clients", len(clients))
+	return nil
+}
+
+// secureCookies says whether the step page's cookies carry Secure: always,
+// except with --insecure-dev on a plain-http public URL that is not
+// loopback (browsers treat http://localhost and 127.0.0.1 as secure).
+func secureCookies(u *url.URL, insecureDev bool) bool {
+	if u.Scheme == "https" {
+		return true
+	}
+	return !insecureDev
+}
