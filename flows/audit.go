@@ -105,3 +105,23 @@ func VerifyAuditChain(ctx context.Context, store Tx) (AuditVerification, error) 
 func auditAt(t time.Time, actor, action string) AuditEvent {
 	return AuditEvent{Time: t, Actor: actor, Action: action}
 }
+
+// AuditKeysRotated is a forced rotation of the server's signing keys.
+const AuditKeysRotated = "keys.rotated"
+
+// RecordEvent appends an event about something the flows do not do
+// themselves (a signing key rotation) to the audit log.
+func (s *Service) RecordEvent(ctx context.Context, actor, action, detail string) error {
+	if err := checkText("actor", actor, true, 200); err != nil {
+		return err
+	}
+	if err := checkText("action", action, true, 64); err != nil {
+		return err
+	}
+	ev := auditAt(s.now(), actor, action)
+	ev.Detail = clipText(detail, 500)
+	if _, err := s.store.AppendAudit(ctx, ev); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}

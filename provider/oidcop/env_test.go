@@ -161,7 +161,11 @@ type user struct {
 
 func (e *env) newUser(name string) user {
 	e.t.Helper()
-	a, err := e.svc.AddAccount(e.ctx, "admin:test", flows.NewAccount{Username: name, Email: name + "@example.com", DisplayName: "User " + name})
+	email := name + "@example.com"
+	if strings.Contains(name, "@") {
+		email = name
+	}
+	a, err := e.svc.AddAccount(e.ctx, "admin:test", flows.NewAccount{Username: name, Email: email, DisplayName: "User " + name})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -264,7 +264,7 @@ func (p *Provider) nameUser(ctx context.Context, c *client, req *oidc.AuthReques
 		}
 		value := claimString(claims, c.cfg.HintClaim)
 		if value == "" {
-			return flows.Account{}, "", oidc.ErrInvalidRequest().WithDescription("%s", "id_token_hint lacks the claim " + c.cfg.HintClaim)
+			return flows.Account{}, "", oidc.ErrInvalidRequest().WithDescription("%s", "id_token_hint lacks the claim "+c.cfg.HintClaim)
 		}
 		if c.cfg.Match != MatchLink {
 			a, err := p.matchAccount(ctx, c.cfg.Match, value)

@@ -226,7 +226,7 @@ func (p *Provider) formPostErrors(next http.Handler) http.Handler {
 			redirect := r.Form.Get("redirect_uri")
 			if err == nil && redirect != "" && sameEndpoint(loc, redirect) {
 				fields := loc.Query()
-				if frag, err := url.ParseQuery(loc.Fragment); err == nil && loc.Fragment != "" {
+				if frag, err := url.ParseQuery(loc.EscapedFragment()); err == nil && loc.Fragment != "" {
 					fields = frag
 				}
 				if fields.Get("error") != "" {

@@ -71,7 +71,7 @@ func newAdminCmd() *cobra.Command {
 	pf.StringVar(&f.server, "server", server, "server `URL` (env KEYSTEP_SERVER)")
 	pf.StringVar(&f.tokenFile, "token-file", defaultTokenFile, "admin token `file` (or env KEYSTEP_ADMIN_TOKEN)")
 	pf.BoolVar(&f.json, "json", false, "print JSON")
-	cmd.AddCommand(newUserCmd(f), newInviteCmd(f), newAdminDeviceCmd(f), newTestSignInCmd(f), newAuditCmd(f), newOverrideCmd(f))
+	cmd.AddCommand(newUserCmd(f), newInviteCmd(f), newAdminDeviceCmd(f), newTestSignInCmd(f), newAuditCmd(f), newOverrideCmd(f), newKeysCmd(f))
 	return cmd
 }
 

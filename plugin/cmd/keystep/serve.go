@@ -97,6 +97,8 @@ file (codes.key_file).`,
 // its channel off.
 func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Libraries that log through slog's default (zitadel/oidc) log here too.
+	slog.SetDefault(log)
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/provider"
+	"github.com/keystep/keystep/provider/api"
 	"github.com/keystep/keystep/provider/oidcop"
 	"github.com/keystep/keystep/provider/steppage"
 )
@@ -59,6 +60,7 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 		p.Handle(path, op.Handler())
 	}
 	step.Register(p.Mux())
+	p.MountKeys(keyRing{op})
 	log.Info("OpenID Provider", "issuer", op.Issuer(), "discovery", op.Issuer()+"/.well-known/openid-configuration", "clients", len(clients))
 	return nil
 }
@@ -71,4 +73,25 @@ func secureCookies(u *url.URL, insecureDev bool) bool {
 		return true
 	}
 	return !insecureDev
+}
+
+// keyRing shows the OpenID Provider's keys to the admin API.
+type keyRing struct{ op *oidcop.Provider }
+
+func (k keyRing) SigningKeys(ctx context.Context) ([]api.SigningKey, error) {
+	list, err := k.op.SigningKeys(ctx)
+	return wireKeys(list), err
+}
+
+func (k keyRing) RotateKeys(ctx context.Context) ([]api.SigningKey, error) {
+	list, err := k.op.RotateKeys(ctx)
+	return wireKeys(list), err
+}
+
+func wireKeys(list []oidcop.KeyInfo) []api.SigningKey {
+	out := make([]api.SigningKey, 0, len(list))
+	for _, k := range list {
+		out = append(out, api.SigningKey{ID: k.ID, Alg: k.Alg, CreatedAt: k.CreatedAt, ActiveAt: k.ActiveAt, RetireAt: k.RetireAt, Signing: k.Signing})
+	}
+	return out
 }
