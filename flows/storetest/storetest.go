@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	}
 	functional = append(functional, codeFunctional...)
 	functional = append(functional, pushFunctional...)
+	functional = append(functional, federationFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx
@@ -87,6 +88,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"UseAfterClose", testUseAfterClose},
 		{"CodeUnknownAccount", testCodeUnknownAccount},
 	}
+	transactional = append(transactional, federationTransactional...)
 	t.Run("Tx", func(t *testing.T) {
 		for _, tc := range transactional {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -105,6 +107,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"SignInsWithAudit", testConcurrentSignInsWithAudit},
 	}
 	concurrent = append(concurrent, codeConcurrent...)
+	concurrent = append(concurrent, federationConcurrent...)
 	t.Run("Concurrent", func(t *testing.T) {
 		for _, tc := range concurrent {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })

@@ -59,6 +59,29 @@ const (
 	qHitRateLimit
 	qPurgeRateLimits
 
+	qCreateAuthRequest
+	qGetAuthRequest
+	qGetAuthRequestByCode
+	qBindAuthRequest
+	qAttachSignIn
+	qCompleteAuthRequest
+	qSaveAuthCode
+	qRedeemAuthCode
+	qPurgeAuthRequests
+	qCreateOIDCToken
+	qGetOIDCToken
+	qGetOIDCTokenByRefresh
+	qRevokeRefresh
+	qRevokeOIDCToken
+	qRevokeGrant
+	qPurgeOIDCTokens
+	qCreateKey
+	qGetKey
+	qListKeys
+	qRetireKey
+	qLinkSubject
+	qLinkedAccount
+
 	numQueries
 )
 
@@ -74,6 +97,11 @@ const (
 	auditCols = `seq, at, actor, action, account_id, device_id, signin_id, detail, prev_hash, hash`
 	codeCols  = `id, account_id, signin_id, kind, hash, created_by, created_at, expires_at, used_at,
 		revoked_at, attempts, max_attempts`
+	authRequestCols = `id, client_id, protocol, request, account_id, subject, session_hash, signin_id,
+		done_at, auth_time, acr, amr, code_hash, code_used_at, created_at, expires_at`
+	oidcTokenCols = `id, grant_id, client_id, subject, account_id, scopes, audience, acr, amr, auth_time,
+		refresh_hash, refresh_exp, created_at, expires_at, revoked_at`
+	serverKeyCols = `id, use, alg, sealed, cert, created_at, active_at, retire_at`
 )
 
 // queryText is every statement, written with "?" placeholders. An INSERT of
@@ -191,4 +219,47 @@ var queryText = [numQueries]string{
 		window_end = CASE WHEN rate_limits.window_end <= ? THEN excluded.window_end ELSE rate_limits.window_end END
 		RETURNING hits, window_end`,
 	qPurgeRateLimits: `DELETE FROM rate_limits WHERE window_end < ?`,
+
+	qCreateAuthRequest: `INSERT INTO auth_requests (` + authRequestCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	qGetAuthRequest:       `SELECT ` + authRequestCols + ` FROM auth_requests WHERE id = ?`,
+	qGetAuthRequestByCode: `SELECT ` + authRequestCols + ` FROM auth_requests WHERE code_hash = ?`,
+	// A request is bound to the first session that asks; of concurrent
+	// binders one sets the hash, the others find it set.
+	qBindAuthRequest: `UPDATE auth_requests SET session_hash = ? WHERE id = ? AND session_hash IS NULL`,
+	qAttachSignIn:    `UPDATE auth_requests SET signin_id = ? WHERE id = ? AND done_at = 0`,
+	qCompleteAuthRequest: `UPDATE auth_requests SET done_at = ?, auth_time = ?, acr = ?, amr = ?
+		WHERE id = ? AND done_at = 0`,
+	// The NOT EXISTS spares a transaction the unique violation (which ends
+	// it on PostgreSQL) when the hash is another request's; the unique
+	// index still settles concurrent savers.
+	qSaveAuthCode: `UPDATE auth_requests SET code_hash = ? WHERE id = ? AND done_at <> 0 AND code_hash IS NULL
+		AND NOT EXISTS (SELECT 1 FROM auth_requests AS other WHERE other.code_hash = ?)`,
+	// Of concurrent redeemers one sets code_used_at and gets the row back,
+	// the others find it set.
+	qRedeemAuthCode: `UPDATE auth_requests SET code_used_at = ? WHERE code_hash = ? AND code_used_at = 0
+		RETURNING ` + authRequestCols,
+	qPurgeAuthRequests: `DELETE FROM auth_requests WHERE expires_at < ?`,
+
+	qCreateOIDCToken: `INSERT INTO oidc_tokens (` + oidcTokenCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	qGetOIDCToken:          `SELECT ` + oidcTokenCols + ` FROM oidc_tokens WHERE id = ?`,
+	qGetOIDCTokenByRefresh: `SELECT ` + oidcTokenCols + ` FROM oidc_tokens WHERE refresh_hash = ?`,
+	// The first step of a rotation: of concurrent rotations of one refresh
+	// token one revokes it, the others find it revoked.
+	qRevokeRefresh:   `UPDATE oidc_tokens SET revoked_at = ? WHERE refresh_hash = ? AND revoked_at = 0`,
+	qRevokeOIDCToken: `UPDATE oidc_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0`,
+	qRevokeGrant:     `UPDATE oidc_tokens SET revoked_at = ? WHERE grant_id = ? AND revoked_at = 0`,
+	qPurgeOIDCTokens: `DELETE FROM oidc_tokens WHERE expires_at < ? AND refresh_exp < ?`,
+
+	qCreateKey: `INSERT INTO server_keys (` + serverKeyCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	qGetKey: `SELECT ` + serverKeyCols + ` FROM server_keys WHERE id = ?`,
+	qListKeys: `SELECT ` + serverKeyCols + ` FROM server_keys
+		WHERE use = ? AND (retire_at = 0 OR retire_at > ?) ORDER BY created_at, id`,
+	qRetireKey: `UPDATE server_keys SET retire_at = ? WHERE id = ? AND (retire_at = 0 OR retire_at > ?)`,
+
+	qLinkSubject: `INSERT INTO federated_subjects (issuer, subject, account_id) VALUES (?, ?, ?)
+		ON CONFLICT DO NOTHING`,
+	qLinkedAccount: `SELECT account_id FROM federated_subjects WHERE issuer = ? AND subject = ?`,
 }
