@@ -2,7 +2,7 @@
 # Runs keystep's whole test suite, the same way CI does.
 #
 # It installs what the tests talk to when it is missing (on Debian, as root:
-# PostgreSQL), then checks formatting, vet and staticcheck, runs every test
+# PostgreSQL, Python's aiosmtpd, Chromium for the browser tests), then checks formatting, vet and staticcheck, runs every test
 # (with the race detector) and the seed corpora of every fuzz test, and runs
 # each benchmark once so none of them rots.
 #
@@ -52,6 +52,11 @@ need_pkg_py() {
 
 need_pkg initdb postgresql
 need_pkg_py aiosmtpd python3-aiosmtpd
+need_pkg chromium chromium
+
+# The browser tests save a screenshot of each step page state here.
+export KEYSTEP_TEST_ARTIFACTS=${KEYSTEP_TEST_ARTIFACTS:-$PWD/test-artifacts}
+mkdir -p "$KEYSTEP_TEST_ARTIFACTS"
 
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
