@@ -99,6 +99,11 @@ type ClientConfig struct {
 	// AllowHTTPRedirects lets http:// (non-loopback) redirect URIs and
 	// implicit http:// redirects through (development only).
 	AllowHTTPRedirects bool
+	// LoopbackAnyPort lets a request name a registered loopback redirect
+	// URI (http://127.0.0.1, [::1] or localhost) on any port, as RFC 8252
+	// §7.3 asks for apps that listen on a port the system picks (keystep
+	// demo-app --listen). The path must still be a registered one's.
+	LoopbackAnyPort bool
 }
 
 // client is a ClientConfig checked and ready for the OP.
@@ -263,6 +268,9 @@ func (c *client) GetID() string                    { return c.cfg.ID }
 func (c *client) RedirectURIs() []string           { return c.cfg.RedirectURIs }
 func (c *client) PostLogoutRedirectURIs() []string { return c.cfg.PostLogoutRedirectURIs }
 func (c *client) ApplicationType() op.ApplicationType {
+	if c.cfg.LoopbackAnyPort {
+		return op.ApplicationTypeNative // the library's RFC 8252 loopback rule
+	}
 	return op.ApplicationTypeWeb
 }
 

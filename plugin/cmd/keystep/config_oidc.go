@@ -176,6 +176,9 @@ func demoClient(secret string) oidcop.ClientConfig {
 		ID: demoClientID, Name: "keystep demo app", Secret: secret,
 		RedirectURIs: []string{"http://127.0.0.1:" + demoAppPort + "/callback", "http://localhost:" + demoAppPort + "/callback"},
 		Methods:      []flows.Method{flows.MethodPush, flows.MethodQR, flows.MethodSMS, flows.MethodEmail, flows.MethodOverride},
+		// demo-app --listen may pick another port: its redirect URI is
+		// http://127.0.0.1:<its port>/callback.
+		LoopbackAnyPort: true,
 	}
 }
 

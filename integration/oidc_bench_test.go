@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/keystep/keystep/provider/adminclient"
+	"github.com/keystep/keystep/provider/api"
+	"github.com/keystep/keystep/provider/authenticator"
+	"github.com/keystep/keystep/provider/steppage/steptest"
+)
+
+// Benchmark shape: enough users that no account sees two sign-ins at
+// once, and about eight sign-ins in flight.
+const (
+	benchUsers   = 50
+	benchWorkers = 8
+)
+
+// benchUser is an account and the authenticator enrolled for it.
+type benchUser struct {
+	name  string
+	phone *authenticator.Authenticator
+}
+
+// BenchmarkOIDCSignIn measures complete OpenID Connect sign-ins per second
+// against one real `keystep serve` process over loopback HTTP: the demo
+// client's authorization request (PKCE), the step page, a real signed
+// approval through the device API by the reference authenticator, the
+// Continue button, and the relying party's code exchange with ID token
+// verification. Every step runs in this process except the server.
+//
+// The configuration raises push.limit to 1000 (per 10 minutes and account,
+// default 5): the benchmark signs each user in about b.N/50 times.
+func BenchmarkOIDCSignIn(b *testing.B) {
+	cfg := writeConfig(b, "push:", "  limit: 1000")
+	srv, keystepServe := startLoggedServer(b, "--config", cfg)
+	ctx := context.Background()
+
+	tr := &http.Transport{MaxIdleConns: 4 * benchWorkers, MaxIdleConnsPerHost: 4 * benchWorkers, IdleConnTimeout: time.Minute}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+
+	token, err := os.ReadFile(filepath.Join(srv.Data, "admin-token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := adminclient.New(srv.URL, string(token), adminclient.WithHTTPClient(hc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := make(chan *benchUser, benchUsers)
+	dir := b.TempDir()
+	for i := range benchUsers {
+		name := fmt.Sprintf("user%02d", i)
+		if _, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"}); err != nil {
+			b.Fatal(err)
+		}
+		inv, err := admin.Invite(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		phone, err := authenticator.Open(filepath.Join(dir, name+".json"), authenticator.WithHTTPClient(hc))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := phone.Enroll(ctx, inv.Link); err != nil {
+			b.Fatal(err)
+		}
+		pool <- &benchUser{name: name, phone: phone}
+	}
+	party, err := rp.NewRelyingPartyOIDC(ctx, srv.URL, demoClientID, demoSecret(b, srv), demoRedirectURI,
+		[]string{oidc.ScopeOpenID}, rp.WithHTTPClient(hc), rp.WithVerifierOpts(rp.WithSupportedSigningAlgorithms("ES256")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Warm up: the first sign-in makes the signing keys and fetches the
+	// key set.
+	u := <-pool
+	if err := benchSignIn(ctx, b, srv, party, tr, u, "warm-up"); err != nil {
+		b.Fatal(err)
+	}
+	pool <- u
+
+	var seq atomic.Int64
+	b.SetParallelism((benchWorkers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	serverCPU, okServer := cpuTime(keystepServe.pid)
+	selfCPU, okSelf := cpuTime(os.Getpid())
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := <-pool
+			err := benchSignIn(ctx, b, srv, party, tr, u, fmt.Sprint("st-", seq.Add(1)))
+			pool <- u
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
+	// Where the machine's time went: the server's CPU time and this
+	// process's (browser, phone and relying party) per sign-in.
+	if now, ok := cpuTime(keystepServe.pid); ok && okServer {
+		b.ReportMetric(float64((now-serverCPU).Microseconds())/float64(b.N), "server-cpu-us/op")
+	}
+	if now, ok := cpuTime(os.Getpid()); ok && okSelf {
+		b.ReportMetric(float64((now-selfCPU).Microseconds())/float64(b.N), "client-cpu-us/op")
+	}
+}
+
+// cpuTime is the user and system CPU time a process has used so far, from
+// /proc (Linux only: elsewhere ok is false).
+func cpuTime(pid int) (d time.Duration, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command name, which is in parentheses: state
+	// is the first, utime the 12th and stime the 13th (in USER_HZ ticks,
+	// 100 a second).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100), true
+}
+
+// benchSignIn runs one sign-in of u from a fresh browser and checks the
+// ID token the relying party verified.
+func benchSignIn(ctx context.Context, tb testing.TB, srv server, party rp.RelyingParty, tr http.RoundTripper, u *benchUser, state string) error {
+	br := steptest.NewBrowser(tb)
+	br.Client.Transport = tr
+	verifier := oauth2.GenerateVerifier()
+	p := br.Get(rp.AuthURL(state, party, rp.WithCodeChallenge(oauth2.S256ChallengeFromVerifier(verifier)),
+		rp.AuthURLOpt(rp.WithURLParam("login_hint", u.name))))
+	if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, srv.URL+"/step/") {
+		return fmt.Errorf("%s: authorize answered %d → %q:\n%s", u.name, p.Status, p.Location, p.Body)
+	}
+	step := br.Follow(p)
+	m := stepNumberRE.FindStringSubmatch(step.Body)
+	if step.Status != http.StatusOK || m == nil {
+		return fmt.Errorf("%s: step page %d without a number:\n%s", u.name, step.Status, step.Body)
+	}
+	reqs, err := u.phone.Pending(ctx)
+	if err != nil || len(reqs) != 1 {
+		return fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
+	}
+	if _, err := u.phone.Approve(ctx, reqs[0].ID, m[1]); err != nil {
+		return fmt.Errorf("%s: approve: %w", u.name, err)
+	}
+	f, ok := step.FindForm("/finish")
+	if !ok {
+		return fmt.Errorf("%s: no Continue form:\n%s", u.name, step.Body)
+	}
+	ans := br.Submit(f, nil)
+	loc, err := url.Parse(ans.Location)
+	if ans.Status != http.StatusSeeOther || err != nil || loc.Query().Get("state") != state {
+		return fmt.Errorf("%s: Continue answered %d → %q:\n%s", u.name, ans.Status, ans.Location, ans.Body)
+	}
+	tokens, err := rp.CodeExchange[*oidc.IDTokenClaims](ctx, loc.Query().Get("code"), party, rp.WithCodeVerifier(verifier))
+	if err != nil {
+		return fmt.Errorf("%s: code exchange: %w", u.name, err)
+	}
+	if c := tokens.IDTokenClaims; c.AuthenticationContextClassReference != acrDevice || len(c.AuthenticationMethodsReferences) != 1 {
+		return fmt.Errorf("%s: acr %q amr %v", u.name, c.AuthenticationContextClassReference, c.AuthenticationMethodsReferences)
+	}
+	return nil
+}
