@@ -2,6 +2,7 @@ package oidcop
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -77,6 +78,10 @@ type claimsParam struct {
 // maxClaimsLen bounds the claims parameter.
 const maxClaimsLen = 8 << 10
 
+// errBadClaims is a claims parameter that cannot be read (invalid_request),
+// as opposed to one that cannot be met (access_denied).
+var errBadClaims = errors.New("the claims parameter cannot be read")
+
 // stepPolicy is what a request asks of the step: which methods may run,
 // and what acr and amr the answer may carry.
 type stepPolicy struct {
@@ -95,12 +100,12 @@ type stepPolicy struct {
 func parsePolicy(c *ClientConfig, acrValues []string, claims string) (stepPolicy, error) {
 	p := stepPolicy{Methods: slices.Clone(c.Methods), ACRValues: acrValues, DeviceAMR: c.DeviceAMR, OneACR: c.Profile == ProfileEntra}
 	if len(claims) > maxClaimsLen {
-		return p, fmt.Errorf("the claims parameter is longer than %d bytes", maxClaimsLen)
+		return p, fmt.Errorf("%w: it is longer than %d bytes", errBadClaims, maxClaimsLen)
 	}
 	if claims != "" {
 		var cp claimsParam
 		if err := json.Unmarshal([]byte(claims), &cp); err != nil {
-			return p, fmt.Errorf("the claims parameter is not valid JSON: %v", err)
+			return p, fmt.Errorf("%w: it is not valid JSON of the right shape: %v", errBadClaims, err)
 		}
 		if acr := cp.IDToken["acr"]; acr != nil {
 			if acr.Essential {

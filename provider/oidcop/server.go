@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -35,8 +38,13 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 		return nil, oidc.ErrServerError()
 	}
 	req := r.Data
-	if req.RequestParam != "" || r.Form.Get("request_uri") != "" {
+	if req.RequestParam != "" {
 		return nil, oidc.ErrRequestNotSupported().WithDescription("request objects are not supported")
+	}
+	if r.Form.Get("request_uri") != "" {
+		e := oidc.ErrRequestNotSupported().WithDescription("request_uri is not supported")
+		e.ErrorType = "request_uri_not_supported" // OpenID Connect Core §3.1.2.6
+		return nil, e
 	}
 	if slices.Contains(req.Prompt, oidc.PromptNone) {
 		// keystep keeps no sign-in session: every request needs the step.
@@ -55,7 +63,7 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 	}
 	policy, err := parsePolicy(&c.cfg, req.ACRValues, r.Form.Get("claims"))
 	if err != nil {
-		if len(r.Form.Get("claims")) > maxClaimsLen || !json.Valid([]byte(r.Form.Get("claims"))) && r.Form.Get("claims") != "" {
+		if errors.Is(err, errBadClaims) {
 			return nil, oidc.ErrInvalidRequest().WithDescription("%s", err.Error())
 		}
 		return nil, oidc.ErrAccessDenied().WithDescription("%s", err.Error())
@@ -78,6 +86,35 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 	}
 	s.p.log.Info("auth request", "id", id, "client_id", c.cfg.ID, "account", a.ID, "client_request_id", data.ClientRequestID)
 	return op.NewRedirect(s.p.stepURL(id)), nil
+}
+
+// authorizeParams are the parameters of /authorize that the library or
+// keystep reads.
+var authorizeParams = map[string]bool{
+	"scope": true, "response_type": true, "client_id": true, "redirect_uri": true, "state": true, "nonce": true,
+	"response_mode": true, "display": true, "prompt": true, "max_age": true, "ui_locales": true, "id_token_hint": true,
+	"login_hint": true, "acr_values": true, "code_challenge": true, "code_challenge_method": true, "request": true,
+	"request_uri": true, "claims": true, "client-request-id": true,
+}
+
+// canonicalParams drops the parameters of form that differ from a known
+// one only in case (an unknown parameter is ignored, RFC 6749 §3.1; the
+// library's decoder would take it for the known one, and the last of them
+// in map order would win), and returns the name of a known parameter
+// given more than once (RFC 6749 §3.1 forbids it; the library would take
+// the last value and keystep's own checks the first), or "".
+func canonicalParams(form url.Values) string {
+	for k := range form {
+		if lk := strings.ToLower(k); lk != k && authorizeParams[lk] {
+			delete(form, k)
+		}
+	}
+	for k, vs := range form {
+		if authorizeParams[k] && len(vs) > 1 {
+			return k
+		}
+	}
+	return ""
 }
 
 func localeStrings(ls oidc.Locales) []string {
@@ -106,7 +143,9 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	}
 	if authReq.GetCodeChallenge() != nil || r.Data.CodeVerifier != "" {
 		if err := op.AuthorizeCodeChallenge(r.Data.CodeVerifier, authReq.GetCodeChallenge()); err != nil {
-			return nil, err
+			// A missing, unexpected or wrong verifier: the grant is not
+			// this client's to redeem (RFC 7636 §4.6).
+			return nil, oidc.ErrInvalidGrant().WithDescription("%s", oidc.DefaultToServerError(err, "").Description)
 		}
 	}
 	if r.Client.GetID() != authReq.GetClientID() {
@@ -128,8 +167,22 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 }
 
 // VerifyClient is the library's, refusing a private_key_jwt assertion
-// that was used before (the library checks no jti).
+// that was used before (the library checks no jti), and answering every
+// failed authentication with invalid_client and 401 (RFC 6749 §5.2; the
+// library says 400, or invalid_grant for a bad assertion).
 func (s *server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
+	c, err := s.verifyClient(ctx, r)
+	if err != nil {
+		e := oidc.DefaultToServerError(err, "client authentication failed")
+		if e.ErrorType == oidc.ServerError || e.ErrorType == oidc.UnsupportedGrantType {
+			return nil, err
+		}
+		return nil, op.NewStatusError(oidc.ErrInvalidClient().WithDescription("%s", e.Description).WithParent(err), http.StatusUnauthorized)
+	}
+	return c, nil
+}
+
+func (s *server) verifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
 	if r.Data.ClientAssertionType != oidc.ClientAssertionTypeJWTAssertion {
 		return s.LegacyServer.VerifyClient(ctx, r)
 	}
@@ -137,7 +190,7 @@ func (s *server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCreden
 	if err != nil {
 		return nil, err
 	}
-	jws, err := jose.ParseSigned(r.Data.ClientAssertion, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.ES384, jose.RS384, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(r.Data.ClientAssertion, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.ES384, jose.RS384, jose.EdDSA})
 	if err != nil {
 		return nil, oidc.ErrInvalidClient().WithDescription("client assertion cannot be parsed")
 	}

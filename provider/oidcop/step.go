@@ -215,6 +215,10 @@ func (p *Provider) formPostErrors(next http.Handler) http.Handler {
 			p.plainError(w, "The request cannot be read.", http.StatusBadRequest)
 			return
 		}
+		if name := canonicalParams(r.Form); name != "" {
+			p.plainError(w, "The request gives the parameter "+name+" more than once.", http.StatusBadRequest)
+			return
+		}
 		if r.Form.Get("response_mode") != string(oidc.ResponseModeFormPost) {
 			next.ServeHTTP(w, r)
 			return

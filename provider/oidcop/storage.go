@@ -236,7 +236,8 @@ func (s storage) KeySet(ctx context.Context) ([]op.Key, error) { return s.p.keys
 func (s storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	c := s.p.clients[id]
 	if c == nil {
-		return nil, errNoSuchClient
+		// An oidc error: the library makes any other a server error (500).
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client").WithParent(errNoSuchClient)
 	}
 	return c, nil
 }
@@ -276,12 +277,21 @@ func (s storage) SetUserinfoFromRequest(ctx context.Context, u *oidc.UserInfo, r
 // SetUserinfoFromToken answers the userinfo endpoint for a live token.
 func (s storage) SetUserinfoFromToken(ctx context.Context, u *oidc.UserInfo, tokenID, subject, _ string) error {
 	t, err := s.liveToken(ctx, tokenID, subject)
+	if errors.Is(err, errTokenInactive) || errors.Is(err, flows.ErrNotFound) || errors.Is(err, flows.ErrInvalid) ||
+		errors.Is(err, flows.ErrAccountSuspended) || errors.Is(err, flows.ErrAccountRemoved) {
+		// The client's token is no good: not a server error (which the
+		// library would answer and log as one).
+		return oidc.ErrAccessDenied().WithDescription("the access token is not active").WithParent(err)
+	}
 	if err != nil {
 		return err
 	}
 	u.Subject = t.Subject
 	return s.p.profileClaims(ctx, u, t.AccountID, t.Scopes)
 }
+
+// errTokenInactive is a token that is revoked, expired or another's.
+var errTokenInactive = errors.New("token is revoked or expired")
 
 // liveToken returns an access token that is neither revoked nor expired,
 // of the given subject, whose account is active.
@@ -291,7 +301,7 @@ func (s storage) liveToken(ctx context.Context, tokenID, subject string) (flows.
 		return t, fmt.Errorf("token: %w", err)
 	}
 	if t.Revoked() || !s.now().Before(t.ExpiresAt) || t.Subject != subject {
-		return t, errors.New("token is revoked or expired")
+		return t, errTokenInactive
 	}
 	if err := s.p.accountActive(ctx, t.AccountID); err != nil {
 		return t, err
@@ -304,8 +314,9 @@ func (s storage) liveToken(ctx context.Context, tokenID, subject string) (flows.
 func (s storage) SetIntrospectionFromToken(ctx context.Context, r *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
 	t, err := s.liveToken(ctx, tokenID, subject)
 	if err != nil || !slices.Contains(t.Audience, clientID) && t.ClientID != clientID {
+		// The library answers active:false only when this is an error.
 		r.Active = false
-		return nil
+		return errors.New("token is not active")
 	}
 	r.Active, r.Subject, r.ClientID, r.Scope = true, t.Subject, t.ClientID, t.Scopes
 	r.TokenType, r.Audience, r.AuthTime = oidc.BearerToken, t.Audience, oidc.FromTime(t.AuthTime)
