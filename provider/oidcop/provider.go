@@ -55,8 +55,14 @@ type Options struct {
 	// HTTPClient fetches the key sets of hint issuers and clients
 	// (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
-	Clock      flows.Clock
-	Logger     *slog.Logger
+	// ClientIP is the client's address behind trusted proxies (nil: the
+	// host of RemoteAddr), for the rate limits.
+	ClientIP func(*http.Request) string
+	// AuthorizePerIPPerMinute bounds new auth requests per client address
+	// (default DefaultAuthorizePerIPPerMinute).
+	AuthorizePerIPPerMinute int
+	Clock                   flows.Clock
+	Logger                  *slog.Logger
 }
 
 // Provider is the OpenID Provider.
@@ -71,6 +77,10 @@ type Provider struct {
 	log      *slog.Logger
 	ttl      time.Duration
 	stepPath string
+
+	clientIP       func(*http.Request) string
+	authorizeLimit int
+	authFails      *failLimiter
 }
 
 // Paths are the URL paths the Provider serves; mount Handler on each.
@@ -109,6 +119,15 @@ func New(o Options) (*Provider, error) {
 	if o.StepPath == "" {
 		o.StepPath = "/step/"
 	}
+	if o.ClientIP == nil {
+		o.ClientIP = remoteIP
+	}
+	if o.AuthorizePerIPPerMinute == 0 {
+		o.AuthorizePerIPPerMinute = DefaultAuthorizePerIPPerMinute
+	}
+	if o.AuthorizePerIPPerMinute < 0 {
+		return nil, errors.New("oidc provider: AuthorizePerIPPerMinute must not be negative")
+	}
 	o.Keys.setDefaults()
 	sealKey, err := seal.Derive(o.Secret, "oidc-signing-keys")
 	if err != nil {
@@ -121,6 +140,7 @@ func New(o Options) (*Provider, error) {
 	p := &Provider{
 		flows: o.Flows, issuer: issuer, clients: map[string]*client{}, clock: o.Clock, log: o.Logger,
 		ttl: o.RequestTTL, stepPath: o.StepPath,
+		clientIP: o.ClientIP, authorizeLimit: o.AuthorizePerIPPerMinute, authFails: &failLimiter{clock: o.Clock},
 		keys: &keyring{store: o.Flows.Store(), seal: sealKey, clock: o.Clock, policy: o.Keys},
 	}
 	for _, cfg := range o.Clients {
@@ -166,7 +186,10 @@ func New(o Options) (*Provider, error) {
 	srv := &server{LegacyServer: op.NewLegacyServer(p.op, endpoints), p: p}
 	router := op.RegisterLegacyServer(srv, p.noCallback)
 	mux := http.NewServeMux()
-	mux.Handle("/authorize", p.formPostErrors(router))
+	mux.Handle("/authorize", p.limitAuthorize(p.formPostErrors(router)))
+	for _, path := range []string{"/oauth/token", "/oauth/introspect", "/revoke"} {
+		mux.Handle(path, p.limitClientAuth(router))
+	}
 	mux.HandleFunc("GET /logged-out", p.loggedOut)
 	mux.Handle("/", router)
 	p.handler = mux

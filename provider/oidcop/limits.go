@@ -1,0 +1,164 @@
+package oidcop
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keystep/keystep/flows"
+)
+
+// Rate limits of what a stranger can call.
+const (
+	// DefaultAuthorizePerIPPerMinute bounds new auth requests from one
+	// client address (shared by every instance through the store).
+	DefaultAuthorizePerIPPerMinute = 600
+	// clientAuthBurst failed client authentications from one address are
+	// allowed, then one more every clientAuthEvery.
+	clientAuthBurst = 20
+	clientAuthEvery = 30 * time.Second
+)
+
+// limitAuthorize answers 429 when a client address has made too many
+// auth requests this minute.
+func (p *Provider) limitAuthorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := p.clientIP(r)
+		ok, wait, err := p.store().HitRateLimit(r.Context(), "oidc-authorize:"+ip, p.clock.Now(), time.Minute, p.authorizeLimit)
+		if err != nil {
+			p.internalError(w, "rate limit", err)
+			return
+		}
+		if !ok {
+			p.log.Warn("too many auth requests from one address", "ip", ip)
+			tooMany(w, wait)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitClientAuth refuses an address that failed client authentication at
+// the token, introspection or revocation endpoint too often; only
+// failures count, so a busy host IdP is never slowed down.
+func (p *Provider) limitClientAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := p.clientIP(r)
+		if wait := p.authFails.blocked(ip); wait > 0 {
+			tooMany(w, wait)
+			return
+		}
+		_, _, basic := r.BasicAuth()
+		sw := &statusWriter{ResponseWriter: w, basicAuth: basic}
+		next.ServeHTTP(sw, r)
+		if sw.status == http.StatusUnauthorized {
+			p.authFails.fail(ip)
+		}
+	})
+}
+
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write([]byte(`{"error":"slow_down","error_description":"too many requests from this address; retry later"}` + "\n"))
+}
+
+// statusWriter remembers the status of a response, and adds the
+// WWW-Authenticate challenge RFC 6749 §5.2 asks for when a client that
+// used HTTP Basic authentication is refused.
+type statusWriter struct {
+	http.ResponseWriter
+	status    int
+	basicAuth bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+		if code == http.StatusUnauthorized && s.basicAuth {
+			s.Header().Set("WWW-Authenticate", `Basic realm="keystep", charset="UTF-8"`)
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the writer beneath.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// failLimiter is a token bucket of failures per address, in memory.
+type failLimiter struct {
+	clock flows.Clock
+	mu    sync.Mutex
+	m     map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// maxTracked bounds the addresses tracked; past it, full buckets are dropped.
+const maxTracked = 100_000
+
+func (l *failLimiter) refill(b *bucket, now time.Time) {
+	b.tokens = min(clientAuthBurst, b.tokens+now.Sub(b.at).Seconds()/clientAuthEvery.Seconds())
+	b.at = now
+}
+
+// blocked returns how long the address must wait (0: not blocked).
+func (l *failLimiter) blocked(ip string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[ip]
+	if b == nil {
+		return 0
+	}
+	l.refill(b, l.clock.Now())
+	if b.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(clientAuthEvery))
+}
+
+// fail spends one token of the address.
+func (l *failLimiter) fail(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	if l.m == nil {
+		l.m = map[string]*bucket{}
+	}
+	b := l.m[ip]
+	if b == nil {
+		if len(l.m) >= maxTracked {
+			for k, o := range l.m {
+				if l.refill(o, now); o.tokens >= clientAuthBurst {
+					delete(l.m, k)
+				}
+			}
+		}
+		b = &bucket{tokens: clientAuthBurst, at: now}
+		l.m[ip] = b
+	}
+	l.refill(b, now)
+	b.tokens = max(0, b.tokens-1)
+}
+
+// remoteIP is the host of RemoteAddr.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
