@@ -5,7 +5,6 @@ package oidcop_test
 // in-process env: each test names the conformance module it stands for.
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -16,9 +15,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path"
@@ -32,83 +29,12 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/keystep/keystep/flows"
-	"github.com/keystep/keystep/flows/clocktest"
-	"github.com/keystep/keystep/flows/store/sqlite"
-	"github.com/keystep/keystep/provider"
 	"github.com/keystep/keystep/provider/oidcop"
 	"github.com/keystep/keystep/provider/steppage"
 	"github.com/keystep/keystep/provider/steppage/steptest"
 )
 
 // envOptions vary newEnvWith.
-type envOptions struct {
-	// clients are the clients, given the issuer (the server's URL, known
-	// only once it listens); nil: defaultClient.
-	clients func(issuer string) []oidcop.ClientConfig
-	// quiet keeps no server log (fuzz targets run many requests).
-	quiet bool
-}
-
-// newEnvWith is newEnv for clients that need the issuer (a hint client
-// whose hint issuer is keystep itself) and for fuzz targets (tb may be a
-// *testing.F; e.t is then nil and the *testing.T helpers must not be used).
-func newEnvWith(tb testing.TB, o envOptions) *env {
-	tb.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "keystep.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	e := &env{ctx: ctx, clock: clocktest.New(time.Now().UTC()), logs: &syncBuffer{}, mail: &mailbox{}}
-	e.t, _ = tb.(*testing.T)
-	var logw io.Writer = e.logs
-	if o.quiet {
-		logw = io.Discard
-	}
-	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mux := http.NewServeMux()
-	e.ts = httptest.NewServer(mux)
-	tb.Cleanup(e.ts.Close)
-	e.svc, err = flows.New(st, flows.Config{Origin: e.ts.URL, CodeConfig: flows.CodeConfig{CodeKey: testSecret}},
-		flows.WithClock(e.clock), flows.WithLogger(log), flows.WithEmailSender(e.mail))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { e.svc.Close() })
-	p, err := provider.New(provider.Options{Flows: e.svc, AdminToken: "admin-token-for-tests-0123456789", Logger: log, Clock: e.clock})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	clients := []oidcop.ClientConfig{defaultClient()}
-	if o.clients != nil {
-		clients = o.clients(e.ts.URL)
-	}
-	e.op, err = oidcop.New(oidcop.Options{Flows: e.svc, Issuer: e.ts.URL, Clients: clients, Secret: testSecret,
-		Clock: e.clock, Logger: log, HTTPClient: http.DefaultClient})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	step, err := steppage.New(ctx, steppage.Options{Flows: e.svc, Requests: e.op, SealKey: testSecret, Secure: false,
-		ClientIP: p.ClientIP, Clock: e.clock, Logger: log})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, path := range oidcop.Paths {
-		p.Handle(path, e.op.Handler())
-	}
-	step.Register(p.Mux())
-	mux.Handle("/", p.Handler())
-	if !o.quiet {
-		tb.Cleanup(func() {
-			if tb.Failed() {
-				tb.Logf("server log:\n%s", e.logs.String())
-			}
-		})
-	}
-	return e
-}
-
 // Other clients of the tests.
 const (
 	postClientID  = "post-client"

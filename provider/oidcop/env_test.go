@@ -75,50 +75,84 @@ func defaultClient() oidcop.ClientConfig {
 // newEnv starts keystep with the given clients (defaultClient if none).
 func newEnv(t *testing.T, clients ...oidcop.ClientConfig) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystep.db"))
-	if err != nil {
-		t.Fatal(err)
+	o := envOptions{}
+	if len(clients) > 0 {
+		o.clients = func(string) []oidcop.ClientConfig { return clients }
 	}
-	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, ctx: ctx, clock: clocktest.New(time.Now().UTC()), logs: &syncBuffer{}, mail: &mailbox{}}
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return newEnvWith(t, o)
+}
+
+type envOptions struct {
+	// clients are the clients, given the issuer (the server's URL, known
+	// only once it listens); nil: defaultClient.
+	clients func(issuer string) []oidcop.ClientConfig
+	// quiet keeps no server log (fuzz targets run many requests).
+	quiet bool
+	// authorizePerMinute is the per-address limit of new auth requests
+	// (0: so high that only the limit's own test meets it).
+	authorizePerMinute int
+}
+
+// newEnvWith is newEnv for clients that need the issuer (a hint client
+// whose hint issuer is keystep itself) and for fuzz targets (tb may be a
+// *testing.F; e.t is then nil and the *testing.T helpers must not be used).
+func newEnvWith(tb testing.TB, o envOptions) *env {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "keystep.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	e := &env{ctx: ctx, clock: clocktest.New(time.Now().UTC()), logs: &syncBuffer{}, mail: &mailbox{}}
+	e.t, _ = tb.(*testing.T)
+	var logw io.Writer = e.logs
+	if o.quiet {
+		logw = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
 	e.ts = httptest.NewServer(mux)
-	t.Cleanup(e.ts.Close)
+	tb.Cleanup(e.ts.Close)
 	e.svc, err = flows.New(st, flows.Config{Origin: e.ts.URL, CodeConfig: flows.CodeConfig{CodeKey: testSecret}},
 		flows.WithClock(e.clock), flows.WithLogger(log), flows.WithEmailSender(e.mail))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { e.svc.Close() })
+	tb.Cleanup(func() { e.svc.Close() })
 	p, err := provider.New(provider.Options{Flows: e.svc, AdminToken: "admin-token-for-tests-0123456789", Logger: log, Clock: e.clock})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if len(clients) == 0 {
-		clients = []oidcop.ClientConfig{defaultClient()}
+	clients := []oidcop.ClientConfig{defaultClient()}
+	if o.clients != nil {
+		clients = o.clients(e.ts.URL)
+	}
+	if o.authorizePerMinute == 0 {
+		o.authorizePerMinute = 1 << 30
 	}
 	e.op, err = oidcop.New(oidcop.Options{Flows: e.svc, Issuer: e.ts.URL, Clients: clients, Secret: testSecret,
-		Clock: e.clock, Logger: log, HTTPClient: http.DefaultClient})
+		Clock: e.clock, Logger: log, HTTPClient: http.DefaultClient, ClientIP: p.ClientIP, AuthorizePerIPPerMinute: o.authorizePerMinute})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	step, err := steppage.New(ctx, steppage.Options{Flows: e.svc, Requests: e.op, SealKey: testSecret, Secure: false,
 		ClientIP: p.ClientIP, Clock: e.clock, Logger: log})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	for _, path := range oidcop.Paths {
 		p.Handle(path, e.op.Handler())
 	}
 	step.Register(p.Mux())
 	mux.Handle("/", p.Handler())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", e.logs.String())
-		}
-	})
+	if !o.quiet {
+		tb.Cleanup(func() {
+			if tb.Failed() {
+				tb.Logf("server log:\n%s", e.logs.String())
+			}
+		})
+	}
 	return e
 }
 

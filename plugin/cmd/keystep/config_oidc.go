@@ -21,6 +21,9 @@ type OIDCConfig struct {
 	// DemoClient registers the demo client (id demo) for keystep demo-app;
 	// nil: only when no client is configured.
 	DemoClient *bool
+	// AuthorizePerIPPerMinute bounds new auth requests per client address
+	// (0: oidcop's default).
+	AuthorizePerIPPerMinute int
 }
 
 // OIDCClientConfig is one client in the file.
@@ -55,10 +58,11 @@ type OIDCClientConfig struct {
 func (c *Config) oidcSchema() schema {
 	return schema{
 		"oidc": schema{
-			"clients":      oidcClientsValue(&c.OIDC.Clients),
-			"request_ttl":  durationValue(&c.OIDC.RequestTTL),
-			"rotate_every": durationValue(&c.OIDC.RotateEvery),
-			"demo_client":  optionalBoolValue(&c.OIDC.DemoClient),
+			"clients":                     oidcClientsValue(&c.OIDC.Clients),
+			"request_ttl":                 durationValue(&c.OIDC.RequestTTL),
+			"rotate_every":                durationValue(&c.OIDC.RotateEvery),
+			"demo_client":                 optionalBoolValue(&c.OIDC.DemoClient),
+			"authorize_per_ip_per_minute": intValue(&c.OIDC.AuthorizePerIPPerMinute),
 		},
 	}
 }
@@ -139,6 +143,9 @@ func strictDecode(n *yaml.Node, out any) error {
 // validateOIDC checks what can be checked without reading files.
 func (c *Config) validateOIDC() []error {
 	var errs []error
+	if c.OIDC.AuthorizePerIPPerMinute < 0 {
+		errs = append(errs, c.keyError("oidc.authorize_per_ip_per_minute", "must not be negative"))
+	}
 	seen := map[string]bool{}
 	for i, cc := range c.OIDC.Clients {
 		if seen[cc.ID] {

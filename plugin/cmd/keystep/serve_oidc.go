@@ -45,6 +45,7 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 	op, err := oidcop.New(oidcop.Options{
 		Flows: svc, Issuer: publicURL, Insecure: cfg.InsecureDev, Clients: clients, Secret: secret,
 		Keys: oidcop.KeyPolicy{RotateEvery: cfg.OIDC.RotateEvery}, RequestTTL: cfg.OIDC.RequestTTL, Logger: log,
+		ClientIP: p.ClientIP, AuthorizePerIPPerMinute: cfg.OIDC.AuthorizePerIPPerMinute,
 	})
 	if err != nil {
 		return err
