@@ -158,3 +158,19 @@ func (c *CodeConfig) setDefaults() error {
 func (c *CodeConfig) codeMethodOpen(m Method) bool {
 	return slices.Contains(c.CodeMethods, m)
 }
+
+// CanDeliver reports whether the server can deliver codes by channel
+// (MethodSMS, MethodEmail): the method is open and a sender is set. An
+// override code needs no delivery and is open when the method is.
+func (s *Service) CanDeliver(channel Method) bool {
+	if !s.cfg.codeMethodOpen(channel) {
+		return false
+	}
+	switch channel {
+	case MethodSMS:
+		return s.sms != nil
+	case MethodEmail:
+		return s.email != nil
+	}
+	return channel == MethodOverride
+}

@@ -104,6 +104,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /step/{id}/code", h.post(h.code))
 	mux.HandleFunc("POST /step/{id}/retry", h.post(h.retry))
 	mux.HandleFunc("POST /step/{id}/abort", h.post(h.abort))
+	// Browsers ask for a favicon on every page; answer with nothing rather
+	// than a 404 in the console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	for _, name := range staticFiles {
 		mux.HandleFunc("GET /static/"+name, serveStatic)
 	}
@@ -275,20 +278,17 @@ func (h *Handler) begin(ctx context.Context, r *http.Request, st *step) (flows.S
 	return ch.SignIn, e, nil
 }
 
-// methods keeps the client's methods that this server can open. A client
+// methods keeps the client's methods that this server can open (a code
+// by SMS or email only with a sender to deliver it). A client
 // that names methods of which none is open gets errNoMethod, never the
 // flows default.
 func (h *Handler) methods(asked []flows.Method) ([]flows.Method, error) {
 	if len(asked) == 0 {
 		return nil, nil // flows' default: push and QR
 	}
-	open := h.flows.Config().CodeMethods
 	var out []flows.Method
 	for _, m := range asked {
-		ok := m == flows.MethodPush || m == flows.MethodQR
-		for _, c := range open {
-			ok = ok || m == c
-		}
+		ok := m == flows.MethodPush || m == flows.MethodQR || h.flows.CanDeliver(m)
 		dup := false
 		for _, o := range out {
 			dup = dup || o == m

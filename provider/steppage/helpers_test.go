@@ -59,9 +59,11 @@ type env struct {
 }
 
 type envOptions struct {
-	secure bool
-	cfg    flows.Config
-	noTS   bool // no HTTP listener (fuzz targets call the mux)
+	secure  bool
+	cfg     flows.Config
+	noTS    bool // no HTTP listener (fuzz targets call the mux)
+	noSMS   bool // no SMS sender on the server
+	noEmail bool // no email sender on the server
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, envOptions{}) }
@@ -80,7 +82,14 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	cfg.CodeKey = testCodeKey
 	mail := &mailbox{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := flows.New(st, cfg, flows.WithClock(clock), flows.WithEmailSender(mail), flows.WithLogger(log))
+	opts := []flows.Option{flows.WithClock(clock), flows.WithLogger(log)}
+	if !o.noEmail {
+		opts = append(opts, flows.WithEmailSender(mail))
+	}
+	if !o.noSMS {
+		opts = append(opts, flows.WithSMSSender(smsSink{}))
+	}
+	svc, err := flows.New(st, cfg, opts...)
 	if err != nil {
 		t.Fatalf("flows: %v", err)
 	}
@@ -297,6 +306,11 @@ func (f *fakeRequests) calls() ([]completion, []refusal) {
 }
 
 // mailbox is a flows.EmailSender that keeps what it is given.
+// smsSink is an SMS sender that delivers nothing anywhere.
+type smsSink struct{}
+
+func (smsSink) SendSMS(context.Context, flows.SMS) error { return nil }
+
 type mailbox struct {
 	mu   sync.Mutex
 	msgs []flows.Email

@@ -178,8 +178,8 @@ func (h *Handler) stepPage(ctx context.Context, st *step, sgn flows.SignIn, e st
 	if a, err := h.flows.Store().GetAccount(ctx, sgn.AccountID); err == nil {
 		phoneOnFile, emailOnFile = a.Phone != "", a.Email != ""
 	}
-	p.SMS = sgn.HasMethod(flows.MethodSMS) && phoneOnFile
-	p.Email = sgn.HasMethod(flows.MethodEmail) && emailOnFile
+	p.SMS = sgn.HasMethod(flows.MethodSMS) && phoneOnFile && h.flows.CanDeliver(flows.MethodSMS)
+	p.Email = sgn.HasMethod(flows.MethodEmail) && emailOnFile && h.flows.CanDeliver(flows.MethodEmail)
 	p.Override = sgn.HasMethod(flows.MethodOverride)
 	p.Help = sgn.HasMethod(flows.MethodPush)
 	p.Continue, p.Events = true, st.path()+"/events"

@@ -897,3 +897,23 @@ func TestBodyLimit(t *testing.T) {
 		t.Errorf("sign-in %s", sgn.Status)
 	}
 }
+
+// TestNoSenderNoButton: without an SMS or email sender on the server, the
+// page offers no code by that channel, even if the account has a phone
+// number and an address.
+func TestNoSenderNoButton(t *testing.T) {
+	e := newEnvWith(t, envOptions{noSMS: true, noEmail: true})
+	a := e.addUser("alice")
+	e.enroll("alice")
+	id := e.newRequest(a, flows.MethodPush, flows.MethodQR, flows.MethodSMS, flows.MethodEmail, flows.MethodOverride)
+	p := e.browser().get("/step/" + id)
+	wantStatus(t, p, http.StatusOK)
+	for _, text := range []string{"Text me a code", "Email me a code"} {
+		if strings.Contains(p.body, text) {
+			t.Errorf("the page offers %q with no sender:\n%s", text, p.body)
+		}
+	}
+	if !strings.Contains(p.body, "I have an override code") {
+		t.Error("the override code link is gone too")
+	}
+}
