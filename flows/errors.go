@@ -23,6 +23,7 @@ var (
 	ErrReplay             = errors.New("replayed request")
 	ErrMethodNotAllowed   = errors.New("method not open for this sign-in")
 	ErrWrongNumber        = errors.New("number does not match")
+	ErrRequestBinding     = errors.New("cannot tie the sign-in to its federation request")
 )
 
 // invalidf returns an ErrInvalid that says what is wrong.

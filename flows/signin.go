@@ -18,6 +18,21 @@ type BeginRequest struct {
 	UserAgent string
 	Methods   []Method // open methods; empty: push and QR
 	Actor     string   // who asks (a client id, "admin:…"); for the audit log
+	// For ties the sign-in to the federation request it serves (nil:
+	// none), in Begin's own transaction.
+	For *RequestBinding
+}
+
+// RequestBinding ties a sign-in to a federation request: Begin binds the
+// request to the browser session (unless it is bound to it already) and
+// records the sign-in as the request's current one, atomically with
+// creating it. If it cannot (the request is bound to another session:
+// ErrConflict; done: ErrAlreadyDecided; gone: ErrNotFound), Begin fails
+// with ErrRequestBinding and that cause, and nothing is written: no
+// sign-in, no push.
+type RequestBinding struct {
+	RequestID   string
+	SessionHash []byte
 }
 
 // Challenge is what the sign-in screen shows: the number to match and the
@@ -43,6 +58,9 @@ func (r *BeginRequest) check() error {
 	}
 	if err := checkText("user agent", r.UserAgent, false, 512); err != nil {
 		return err
+	}
+	if r.For != nil && (r.For.RequestID == "" || len(r.For.SessionHash) == 0) {
+		return invalidf("a request binding needs a request id and a session hash")
 	}
 	if len(r.Methods) == 0 {
 		r.Methods = []Method{MethodPush, MethodQR}
@@ -124,6 +142,14 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 		sgn, ch = s.newSignIn(a, r, open, now, suppressed)
 		if err := tx.CreateSignIn(ctx, sgn); err != nil {
 			return err
+		}
+		if b := r.For; b != nil {
+			if err := tx.BindAuthRequest(ctx, b.RequestID, b.SessionHash); err != nil {
+				return fmt.Errorf("%w: %w", ErrRequestBinding, err)
+			}
+			if err := tx.AttachSignIn(ctx, b.RequestID, sgn.ID); err != nil {
+				return fmt.Errorf("%w: %w", ErrRequestBinding, err)
+			}
 		}
 		ev := auditAt(now, actor, AuditSignInStarted)
 		ev.AccountID, ev.SignInID, ev.Detail = a.ID, sgn.ID, r.Client

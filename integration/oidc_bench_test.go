@@ -174,7 +174,7 @@ func benchSignIn(ctx context.Context, tb testing.TB, srv server, party rp.Relyin
 	if err != nil || len(reqs) != 1 {
 		return fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
 	}
-	if _, err := u.phone.Approve(ctx, reqs[0].ID, m[1]); err != nil {
+	if _, err := u.phone.ApproveRequest(ctx, reqs[0], m[1]); err != nil {
 		return fmt.Errorf("%s: approve: %w", u.name, err)
 	}
 	f, ok := step.FindForm("/finish")

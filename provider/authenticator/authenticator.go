@@ -227,6 +227,13 @@ func (a *Authenticator) Approve(ctx context.Context, id, number string) (api.Dec
 	if err != nil {
 		return api.DecisionResponse{}, fmt.Errorf("approve: %w", err)
 	}
+	return a.ApproveRequest(ctx, r, number)
+}
+
+// ApproveRequest approves a request the app already has (from Pending or
+// its request stream) without asking the server for it again, as an app
+// does when the user taps the request on screen.
+func (a *Authenticator) ApproveRequest(ctx context.Context, r Request, number string) (api.DecisionResponse, error) {
 	return a.decide(ctx, r, flows.DecisionApprove, flows.MethodPush, number)
 }
 

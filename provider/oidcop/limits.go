@@ -13,7 +13,7 @@ import (
 // Rate limits of what a stranger can call.
 const (
 	// DefaultAuthorizePerIPPerMinute bounds new auth requests from one
-	// client address (shared by every instance through the store).
+	// client address, per instance.
 	DefaultAuthorizePerIPPerMinute = 600
 	// clientAuthBurst failed client authentications from one address are
 	// allowed, then one more every clientAuthEvery.
@@ -22,22 +22,56 @@ const (
 )
 
 // limitAuthorize answers 429 when a client address has made too many
-// auth requests this minute.
+// auth requests this minute. The count is kept in memory, per instance:
+// a store write per request would cost more than the request itself.
 func (p *Provider) limitAuthorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := p.clientIP(r)
-		ok, wait, err := p.store().HitRateLimit(r.Context(), "oidc-authorize:"+ip, p.clock.Now(), time.Minute, p.authorizeLimit)
-		if err != nil {
-			p.internalError(w, "rate limit", err)
-			return
-		}
-		if !ok {
+		if wait := p.authorizeHits.hit(ip, p.clock.Now()); wait > 0 {
 			p.log.Warn("too many auth requests from one address", "ip", ip)
 			tooMany(w, wait)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// windowLimiter counts hits per key in fixed one-minute windows, in memory.
+type windowLimiter struct {
+	limit int
+	mu    sync.Mutex
+	m     map[string]*window
+}
+
+type window struct {
+	hits int
+	end  time.Time
+}
+
+// hit counts one hit; it returns how long to wait when over the limit.
+func (l *windowLimiter) hit(key string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*window{}
+	}
+	w := l.m[key]
+	if w == nil || !now.Before(w.end) {
+		if len(l.m) >= maxTracked {
+			for k, o := range l.m {
+				if !now.Before(o.end) {
+					delete(l.m, k)
+				}
+			}
+		}
+		w = &window{end: now.Add(time.Minute)}
+		l.m[key] = w
+	}
+	w.hits++
+	if w.hits > l.limit {
+		return w.end.Sub(now)
+	}
+	return 0
 }
 
 // limitClientAuth refuses an address that failed client authentication at

@@ -59,7 +59,7 @@ type Options struct {
 	// host of RemoteAddr), for the rate limits.
 	ClientIP func(*http.Request) string
 	// AuthorizePerIPPerMinute bounds new auth requests per client address
-	// (default DefaultAuthorizePerIPPerMinute).
+	// and instance (default DefaultAuthorizePerIPPerMinute).
 	AuthorizePerIPPerMinute int
 	Clock                   flows.Clock
 	Logger                  *slog.Logger
@@ -78,9 +78,9 @@ type Provider struct {
 	ttl      time.Duration
 	stepPath string
 
-	clientIP       func(*http.Request) string
-	authorizeLimit int
-	authFails      *failLimiter
+	clientIP      func(*http.Request) string
+	authorizeHits *windowLimiter
+	authFails     *failLimiter
 }
 
 // Paths are the URL paths the Provider serves; mount Handler on each.
@@ -140,7 +140,7 @@ func New(o Options) (*Provider, error) {
 	p := &Provider{
 		flows: o.Flows, issuer: issuer, clients: map[string]*client{}, clock: o.Clock, log: o.Logger,
 		ttl: o.RequestTTL, stepPath: o.StepPath,
-		clientIP: o.ClientIP, authorizeLimit: o.AuthorizePerIPPerMinute, authFails: &failLimiter{clock: o.Clock},
+		clientIP: o.ClientIP, authorizeHits: &windowLimiter{limit: o.AuthorizePerIPPerMinute}, authFails: &failLimiter{clock: o.Clock},
 		keys: &keyring{store: o.Flows.Store(), seal: sealKey, clock: o.Clock, policy: o.Keys},
 	}
 	for _, cfg := range o.Clients {

@@ -3,6 +3,7 @@ package oidcop
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -75,29 +76,38 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("%s", err.Error()))
 		return
 	}
-	err = p.store().CompleteAuthRequest(ctx, id, flows.AuthResult{AuthTime: sgn.DecidedAt, ACR: acr, AMR: amr, At: p.clock.Now().UTC()})
-	if err != nil {
-		p.plainError(w, "This sign-in request was already answered.", http.StatusBadRequest)
-		return
-	}
-	fr, err := p.store().GetAuthRequest(ctx, id)
-	if err == nil {
-		ar, err = newAuthRequest(fr)
-	}
-	if err != nil {
-		p.internalError(w, "reload auth request", err)
-		return
-	}
+	now := p.clock.Now().UTC()
+	res := flows.AuthResult{AuthTime: sgn.DecidedAt, ACR: acr, AMR: amr, At: now}
+	ar.DoneAt, ar.AuthTime, ar.ACR, ar.AMR = res.At, res.AuthTime, res.ACR, res.AMR
 	ctx = withClient(op.ContextWithIssuer(ctx, p.issuer), ar.ClientID)
 	fields := url.Values{}
+	var code string
 	if ar.data.ResponseType == oidc.ResponseTypeCode {
-		code, err := op.CreateAuthRequestCode(ctx, ar, p.op.Storage(), p.op.Crypto())
-		if err != nil {
+		if code, err = op.BuildAuthRequestCode(ar, p.op.Crypto()); err != nil {
 			p.internalError(w, "create code", err)
 			return
 		}
 		fields.Set("code", code)
-	} else {
+	}
+	// The result and the code land together, once.
+	err = p.store().InTx(ctx, func(tx flows.Tx) error {
+		if err := tx.CompleteAuthRequest(ctx, id, res); err != nil {
+			return err
+		}
+		if code == "" {
+			return nil
+		}
+		return tx.SaveAuthCode(ctx, id, flows.HashSecret(code))
+	})
+	if errors.Is(err, flows.ErrAlreadyDecided) {
+		p.plainError(w, "This sign-in request was already answered.", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		p.internalError(w, "complete the request", err)
+		return
+	}
+	if code == "" {
 		resp, err := op.CreateTokenResponse(ctx, ar, p.clients[ar.ClientID], p.op, false, "", "")
 		if err != nil {
 			p.internalError(w, "create ID token", err)

@@ -177,20 +177,27 @@ func (h *Handler) getStep(w http.ResponseWriter, r *http.Request) {
 	t = pickTexts(req.Locales, r)
 	csp := cspFor(req.AnswerOrigin)
 	sess := h.loadSession(r)
-	switch err := h.flows.Store().BindAuthRequest(ctx, id, sess.hash()); {
-	case errors.Is(err, flows.ErrConflict):
-		h.render(w, r, http.StatusForbidden, csp, otherBrowserPage(t))
-		return
-	case errors.Is(err, flows.ErrNotFound):
-		h.render(w, r, http.StatusNotFound, csp, goneTitlePage(t))
-		return
-	case err != nil:
-		h.fail(w, r, t, csp, "bind the request", err)
-		return
-	}
 	ar, err := h.flows.Store().GetAuthRequest(ctx, id)
 	if err != nil {
 		h.lookupFailed(w, r, t, id, err)
+		return
+	}
+	// An unbound request is bound to this browser when its first sign-in
+	// begins, in the same transaction (flows.RequestBinding); one bound to
+	// another browser is refused here.
+	if len(ar.SessionHash) == 0 && ar.SignInID != "" {
+		switch err := h.flows.Store().BindAuthRequest(ctx, id, sess.hash()); {
+		case errors.Is(err, flows.ErrConflict):
+			h.render(w, r, http.StatusForbidden, csp, otherBrowserPage(t))
+			return
+		case err != nil:
+			h.lookupFailed(w, r, t, id, err)
+			return
+		}
+		ar.SessionHash = sess.hash()
+	}
+	if len(ar.SessionHash) != 0 && !sess.boundTo(ar) {
+		h.render(w, r, http.StatusForbidden, csp, otherBrowserPage(t))
 		return
 	}
 	st := &step{id: id, req: req, ar: ar, sess: sess, t: t, csp: csp, wantCode: r.URL.Query().Get("enter") == "code"}
@@ -247,6 +254,9 @@ var errNoMethod = errors.New("no method the client allows is open on this server
 // errRequestDone: the request finished (or vanished) while a sign-in began.
 var errRequestDone = errors.New("the request is done or gone")
 
+// errOtherBrowser: another browser bound the request first.
+var errOtherBrowser = errors.New("the request is bound to another browser")
+
 // begin starts a sign-in for the request, attaches it to the request and
 // records it in the session.
 func (h *Handler) begin(ctx context.Context, r *http.Request, st *step) (flows.SignIn, stepEntry, error) {
@@ -261,18 +271,27 @@ func (h *Handler) begin(ctx context.Context, r *http.Request, st *step) (flows.S
 		UserAgent: cleanText(r.UserAgent(), 512),
 		Methods:   methods,
 		Actor:     h.actor(st),
+		// Bound to this browser and attached to the request in Begin's
+		// own transaction: no sign-in (and no push) for another browser.
+		For: &flows.RequestBinding{RequestID: st.id, SessionHash: st.sess.hash()},
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, flows.ErrRequestBinding) && errors.Is(err, flows.ErrConflict):
+		return flows.SignIn{}, stepEntry{}, fmt.Errorf("%w: %w", errOtherBrowser, err)
+	case errors.Is(err, flows.ErrRequestBinding):
+		return flows.SignIn{}, stepEntry{}, fmt.Errorf("%w: %w", errRequestDone, err)
+	case err != nil:
+		// No sign-in (a suspended account, no device…): the browser still
+		// gets the request, to take the way forward the page offers.
+		if berr := h.flows.Store().BindAuthRequest(ctx, st.id, st.sess.hash()); errors.Is(berr, flows.ErrConflict) {
+			return flows.SignIn{}, stepEntry{}, fmt.Errorf("%w: %w", errOtherBrowser, berr)
+		} else if berr == nil {
+			st.ar.SessionHash = st.sess.hash()
+		}
 		return flows.SignIn{}, stepEntry{}, err
 	}
-	if err := h.flows.Store().AttachSignIn(ctx, st.id, ch.SignIn.ID); err != nil {
-		h.cancel(ctx, st, ch.SignIn.ID, "its request is done or gone")
-		if errors.Is(err, flows.ErrAlreadyDecided) || errors.Is(err, flows.ErrNotFound) {
-			return flows.SignIn{}, stepEntry{}, fmt.Errorf("%w: %w", errRequestDone, err)
-		}
-		return flows.SignIn{}, stepEntry{}, fmt.Errorf("attach sign-in: %w", err)
-	}
 	st.ar.SignInID = ch.SignIn.ID
+	st.ar.SessionHash = st.sess.hash()
 	e := stepEntry{Request: st.id, SignIn: ch.SignIn.ID, Number: ch.Number, QR: ch.QRPayload}
 	st.sess.setStep(e)
 	return ch.SignIn, e, nil
@@ -320,6 +339,8 @@ func (h *Handler) cancel(ctx context.Context, st *step, signInID, why string) {
 func (h *Handler) beginFailed(st *step, err error) (int, *page, error) {
 	t := st.t
 	switch {
+	case errors.Is(err, errOtherBrowser):
+		return http.StatusForbidden, otherBrowserPage(t), nil
 	case errors.Is(err, errRequestDone):
 		return http.StatusNotFound, goneTitlePage(t), nil
 	case errors.Is(err, flows.ErrAccountSuspended):
