@@ -746,7 +746,7 @@ func TestClaimsParameter(t *testing.T) {
 			t.Errorf("the step page asks for the phone")
 		}
 		sent := b.Submit(send, nil)
-		q := callbackFor(t, b.Submit(sent.Form(t, "/code"), url.Values{"code": {e.mail.lastCode(t)}}), redirectURI)
+		q := callbackFor(t, b.Submit(sent.Form(t, "/code"), url.Values{"code": {e.mail.LastCode(t)}}), redirectURI)
 		if q.Get("state") != "st-otp" {
 			t.Errorf("state %q", q.Get("state"))
 		}

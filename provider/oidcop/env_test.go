@@ -19,6 +19,7 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
+	"github.com/keystep/keystep/flows/notify/notifytest"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/provider"
 	"github.com/keystep/keystep/provider/authenticator"
@@ -45,7 +46,7 @@ type env struct {
 	op    *oidcop.Provider
 	ts    *httptest.Server
 	logs  *syncBuffer
-	mail  *mailbox
+	mail  *notifytest.Mailbox
 }
 
 type syncBuffer struct {
@@ -104,7 +105,7 @@ func newEnvWith(tb testing.TB, o envOptions) *env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	e := &env{ctx: ctx, clock: clocktest.New(time.Now().UTC()), logs: &syncBuffer{}, mail: &mailbox{}}
+	e := &env{ctx: ctx, clock: clocktest.New(time.Now().UTC()), logs: &syncBuffer{}, mail: &notifytest.Mailbox{}}
 	e.t, _ = tb.(*testing.T)
 	var logw io.Writer = e.logs
 	if o.quiet {
@@ -154,36 +155,6 @@ func newEnvWith(tb testing.TB, o envOptions) *env {
 		})
 	}
 	return e
-}
-
-// mailbox captures email.
-type mailbox struct {
-	mu   sync.Mutex
-	sent []flows.Email
-}
-
-func (m *mailbox) SendEmail(_ context.Context, msg flows.Email) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sent = append(m.sent, msg)
-	return nil
-}
-
-var codeRE = regexp.MustCompile(`\b\d{6,8}\b`)
-
-// lastCode is the code in the last email sent.
-func (m *mailbox) lastCode(t *testing.T) string {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.sent) == 0 {
-		t.Fatal("no email was sent")
-	}
-	c := codeRE.FindString(m.sent[len(m.sent)-1].Text)
-	if c == "" {
-		t.Fatalf("no code in %q", m.sent[len(m.sent)-1].Text)
-	}
-	return c
 }
 
 // user is an account with an enrolled reference authenticator.

@@ -36,9 +36,7 @@ func (e *env) formState(id string) formState {
 	}
 	done, refused := e.reqs.calls()
 	s.done, s.refused = len(done), len(refused)
-	e.mail.mu.Lock()
-	s.mails = len(e.mail.msgs)
-	e.mail.mu.Unlock()
+	s.mails = len(e.mail.All())
 	return s
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
+	"github.com/keystep/keystep/flows/notify/notifytest"
 	"github.com/keystep/keystep/flows/store/sqlite"
 )
 
@@ -53,7 +54,7 @@ type env struct {
 	h     *Handler
 	mux   *http.ServeMux
 	ts    *httptest.Server
-	mail  *mailbox
+	mail  *notifytest.Mailbox
 	// lastSeq is the last audit sequence number auditSeq saw.
 	lastSeq int64
 }
@@ -80,14 +81,14 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	cfg := o.cfg
 	cfg.Origin = testOrigin
 	cfg.CodeKey = testCodeKey
-	mail := &mailbox{}
+	mail := &notifytest.Mailbox{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := []flows.Option{flows.WithClock(clock), flows.WithLogger(log)}
 	if !o.noEmail {
 		opts = append(opts, flows.WithEmailSender(mail))
 	}
 	if !o.noSMS {
-		opts = append(opts, flows.WithSMSSender(smsSink{}))
+		opts = append(opts, flows.WithSMSSender(notifytest.SMSSink{}))
 	}
 	svc, err := flows.New(st, cfg, opts...)
 	if err != nil {
@@ -303,41 +304,6 @@ func (f *fakeRequests) calls() ([]completion, []refusal) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.completed), slices.Clone(f.refused)
-}
-
-// mailbox is a flows.EmailSender that keeps what it is given.
-// smsSink is an SMS sender that delivers nothing anywhere.
-type smsSink struct{}
-
-func (smsSink) SendSMS(context.Context, flows.SMS) error { return nil }
-
-type mailbox struct {
-	mu   sync.Mutex
-	msgs []flows.Email
-}
-
-func (m *mailbox) SendEmail(_ context.Context, e flows.Email) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.msgs = append(m.msgs, e)
-	return nil
-}
-
-var codeInText = regexp.MustCompile(`is: ([0-9]+)`)
-
-// lastCode returns the code in the last email.
-func (m *mailbox) lastCode(t testing.TB) string {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.msgs) == 0 {
-		t.Fatal("no email was sent")
-	}
-	match := codeInText.FindStringSubmatch(m.msgs[len(m.msgs)-1].Text)
-	if match == nil {
-		t.Fatalf("no code in %q", m.msgs[len(m.msgs)-1].Text)
-	}
-	return match[1]
 }
 
 // browser is one browser: its own cookie jar, and the CSRF token of the

@@ -392,7 +392,7 @@ func TestCSRFRefused(t *testing.T) {
 	if n := e.auditCount(); n != audit {
 		t.Errorf("audit log grew from %d to %d", audit, n)
 	}
-	if len(e.mail.msgs) != 0 {
+	if len(e.mail.All()) != 0 {
 		t.Error("an email was sent")
 	}
 	if done, refused := e.reqs.calls(); len(done)+len(refused) != 0 {
@@ -451,7 +451,7 @@ func TestEmailCode(t *testing.T) {
 	if !strings.Contains(r.body, `<label for="code">Code</label>`) || !strings.Contains(r.body, `id="code"`) {
 		t.Errorf("no labelled code input:\n%s", r.body)
 	}
-	code := e.mail.lastCode(t)
+	code := e.mail.LastCode(t)
 
 	// Too soon for another.
 	r = b.post("/step/"+id+"/send", url.Values{"channel": {"email"}})
@@ -629,15 +629,10 @@ func (b *browser) openEvents(ctx context.Context, id string) *http.Response {
 	return resp
 }
 
-func TestEventsDeliverFinal(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// streamFinal opens the event stream of request id and returns, once the
+// stream is open, where the data of its final event will come.
+func streamFinal(t *testing.T, b *browser, ctx context.Context, id string) <-chan string {
+	t.Helper()
 	resp := b.openEvents(ctx, id)
 	ready := make(chan struct{})
 	got := make(chan string, 1)
@@ -649,12 +644,25 @@ func TestEventsDeliverFinal(t *testing.T) {
 		got <- data
 	}()
 	<-ready
+	return got
+}
+
+func TestEventsDeliverFinal(t *testing.T) {
+	e := newEnv(t)
+	a := e.addUser("jo")
+	p := e.enroll("jo")
+	id := e.newRequest(a)
+	b := e.browser()
+	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := streamFinal(t, b, ctx, id)
 	e.decide(p, id, flows.DecisionApprove)
 	if data := <-got; data != `{"status":"approved"}` {
 		t.Fatalf("final event data %q", data)
 	}
 	// Once final, a new stream says so at once.
-	resp = b.openEvents(ctx, id)
+	resp := b.openEvents(ctx, id)
 	if data, err := readEvents(t, resp, nil); err != nil || data != `{"status":"approved"}` {
 		t.Fatalf("final event data %q, %v", data, err)
 	}
@@ -675,17 +683,7 @@ func TestEventsPollOtherInstance(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp := b.openEvents(ctx, id)
-	ready := make(chan struct{})
-	got := make(chan string, 1)
-	go func() {
-		data, err := readEvents(t, resp, ready)
-		if err != nil {
-			data = err.Error()
-		}
-		got <- data
-	}()
-	<-ready
+	got := streamFinal(t, b, ctx, id)
 	e.clock.BlockUntilWaiters(2) // the stream waits: Await's expiry timer and the poll
 	e.decideOn(other, p, e.signIn(id), flows.DecisionDeny)
 	e.clock.Advance(pollEvery)
