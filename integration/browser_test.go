@@ -62,7 +62,7 @@ func TestStepPageInChromium(t *testing.T) {
 	// One server for the scenarios with the default configuration. They
 	// push to alice several times within ten minutes: the push limit is
 	// raised so that none falls back to QR only.
-	cfg := writeConfig(t, "push:", "  limit: 100", "  window: 10m")
+	cfg := writeConfig(t, "push:", "  limit: 100", "  window: 10m", "oidc:", "  demo_client: true")
 	shared := walk{t: t, srv: startServer(t, "--config", cfg), dir: t.TempDir()}
 	ok(t, nil, shared.admin("user", "add", "alice", "--email", "alice@example.com")...)
 	shared.enroll("alice", "phone.json")
@@ -222,7 +222,7 @@ func TestStepPageInChromium(t *testing.T) {
 
 	t.Run("expired", func(t *testing.T) {
 		t.Parallel()
-		cfg := writeConfig(t, "signin:", "  ttl: 10s")
+		cfg := writeConfig(t, "signin:", "  ttl: 10s", "oidc:", "  demo_client: true")
 		w := walk{t: t, srv: startServer(t, "--config", cfg), dir: t.TempDir()}
 		ok(t, nil, w.admin("user", "add", "alice", "--email", "alice@example.com")...)
 		w.enroll("alice", "phone.json")
@@ -268,6 +268,8 @@ func TestStepPageInChromium(t *testing.T) {
 			"  password_file: "+pwFile,
 			"  from: keystep <keystep@example.com>",
 			"  ca_file: "+smtpSrv.CAFile,
+			"oidc:",
+			"  demo_client: true",
 		)
 		w := walk{t: t, srv: startServer(t, "--config", cfg), dir: t.TempDir()}
 		ok(t, nil, w.admin("user", "add", "alice", "--email", "alice@example.com")...)

@@ -51,7 +51,7 @@ type benchUser struct {
 // auth requests per client address, default 600: every browser here is
 // 127.0.0.1).
 func BenchmarkOIDCSignIn(b *testing.B) {
-	cfg := writeConfig(b, "push:", "  limit: 1000", "oidc:", "  authorize_per_ip_per_minute: 1000000")
+	cfg := writeConfig(b, "push:", "  limit: 1000", "oidc:", "  authorize_per_ip_per_minute: 1000000", "  demo_client: true")
 	srv, keystepServe := startLoggedServer(b, "--config", cfg)
 	ctx := context.Background()
 

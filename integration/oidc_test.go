@@ -266,7 +266,7 @@ func TestOIDCEntraExternalAuthMethod(t *testing.T) {
 	w.enroll(entraUPN, "phone.json")
 	ctx := context.Background()
 
-	// The demo client is off when clients are configured.
+	// The demo client is off when keystep runs from a configuration file.
 	if p := steptest.NewBrowser(t).Get(srv.URL + "/authorize?" + url.Values{"client_id": {demoClientID}, "redirect_uri": {demoRedirectURI},
 		"response_type": {"code"}, "scope": {"openid"}, "login_hint": {entraUPN}}.Encode()); strings.HasPrefix(p.Location, srv.URL+"/step/") {
 		t.Errorf("the demo client is registered next to a configured client: %d %s", p.Status, p.Location)

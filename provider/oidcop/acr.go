@@ -123,13 +123,13 @@ func parsePolicy(c *ClientConfig, acrValues []string, claims string) (stepPolicy
 			return !slices.ContainsFunc(p.EssentialACR, func(acr string) bool { return slices.Contains(acrMethods[acr], m) })
 		})
 		if len(p.Methods) == 0 {
-			return p, fmt.Errorf("none of the requested acr values %q can be met", p.EssentialACR)
+			return p, errors.New("none of the requested acr values can be met")
 		}
 	}
 	if len(p.AMRValues) > 0 {
 		p.Methods = slices.DeleteFunc(p.Methods, func(m flows.Method) bool { return !slices.Contains(p.AMRValues, amrOf(m, p.DeviceAMR)) })
 		if len(p.Methods) == 0 {
-			return p, fmt.Errorf("none of the requested amr values %q can be met", p.AMRValues)
+			return p, errors.New("none of the requested amr values can be met")
 		}
 	}
 	return p, nil

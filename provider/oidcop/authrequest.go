@@ -24,6 +24,16 @@ type requestData struct {
 	UILocales       []string            `json:"ui_locales,omitempty"`
 	Policy          stepPolicy          `json:"policy"`
 	ClientRequestID string              `json:"client_request_id,omitempty"` // Entra's correlation id, for the log
+	// Link is a federated subject to link to the account once the step
+	// succeeds (MatchLink, first sign-in): never before the user proved
+	// possession.
+	Link *pendingLink `json:"link,omitempty"`
+}
+
+// pendingLink is a federated subject waiting to be linked.
+type pendingLink struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
 }
 
 // authRequest is a stored request as zitadel/oidc sees it (op.AuthRequest).

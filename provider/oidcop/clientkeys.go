@@ -3,6 +3,7 @@ package oidcop
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,8 +15,10 @@ import (
 	"github.com/keystep/keystep/flows"
 )
 
-// remoteKeys is a private_key_jwt client's key set, from a file or a URL
-// (fetched again when a key id is unknown, at most every refetchEvery).
+// remoteKeys is a key set from a file or a URL (fetched again when a key
+// id is unknown, at most every refetchEvery, so forged tokens naming
+// random key ids cannot make keystep hammer the issuer): a private_key_jwt
+// client's keys, or the keys that sign a host's id_token_hints.
 type remoteKeys struct {
 	hc    *http.Client
 	url   string
@@ -91,4 +94,23 @@ func (r *remoteKeys) fetch(ctx context.Context) error {
 	}
 	r.keys = set.Keys
 	return nil
+}
+
+// VerifySignature checks a JWS with the key its header names.
+func (r *remoteKeys) VerifySignature(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("token must have exactly one signature")
+	}
+	h := jws.Signatures[0].Header
+	if h.KeyID == "" {
+		return nil, errors.New("token names no key (kid)")
+	}
+	key, err := r.key(ctx, h.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if (key.Algorithm != "" && key.Algorithm != h.Algorithm) || (key.Use != "" && key.Use != "sig") {
+		return nil, fmt.Errorf("key %q is not for %s signatures", h.KeyID, h.Algorithm)
+	}
+	return jws.Verify(key)
 }

@@ -11,9 +11,10 @@ import (
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/keystep/keystep/flows"
 )
 
 // staticKeySet is a key set read from a file once.
@@ -54,11 +55,11 @@ func (s *staticKeySet) VerifySignature(_ context.Context, jws *jose.JSONWebSigna
 }
 
 // keySetFor returns the key set at a URL or in a file.
-func keySetFor(hc *http.Client, url, file string) (oidc.KeySet, error) {
+func keySetFor(hc *http.Client, clock flows.Clock, url, file string) (oidc.KeySet, error) {
 	if file != "" {
 		return loadKeySetFile(file)
 	}
-	return rp.NewRemoteKeySet(hc, url), nil
+	return newClientKeys(hc, clock, url, "")
 }
 
 // hintVerifier checks the id_token_hint a client sends: signed by the
@@ -70,8 +71,8 @@ type hintVerifier struct {
 	verifier *op.IDTokenHintVerifier
 }
 
-func newHintVerifier(hc *http.Client, cfg *ClientConfig) (*hintVerifier, error) {
-	ks, err := keySetFor(hc, cfg.HintJWKSURL, cfg.HintJWKSFile)
+func newHintVerifier(hc *http.Client, clock flows.Clock, cfg *ClientConfig) (*hintVerifier, error) {
+	ks, err := keySetFor(hc, clock, cfg.HintJWKSURL, cfg.HintJWKSFile)
 	if err != nil {
 		return nil, fmt.Errorf("client %s: hint keys: %w", cfg.ID, err)
 	}

@@ -1,8 +1,10 @@
 package oidcop
 
 import (
+	"bytes"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -26,7 +28,7 @@ const (
 // a store write per request would cost more than the request itself.
 func (p *Provider) limitAuthorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := p.clientIP(r)
+		ip := limitKey(p.clientIP(r))
 		if wait := p.authorizeHits.hit(ip, p.clock.Now()); wait > 0 {
 			p.log.Warn("too many auth requests from one address", "ip", ip)
 			tooMany(w, wait)
@@ -48,6 +50,19 @@ type window struct {
 	end  time.Time
 }
 
+// sweep drops ended windows; if that frees too little, it drops them all
+// (a flood of addresses must not make every later hit scan the map).
+func (l *windowLimiter) sweep(now time.Time) {
+	for k, o := range l.m {
+		if !now.Before(o.end) {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) > maxTracked/2 {
+		clear(l.m)
+	}
+}
+
 // hit counts one hit; it returns how long to wait when over the limit.
 func (l *windowLimiter) hit(key string, now time.Time) time.Duration {
 	l.mu.Lock()
@@ -57,12 +72,8 @@ func (l *windowLimiter) hit(key string, now time.Time) time.Duration {
 	}
 	w := l.m[key]
 	if w == nil || !now.Before(w.end) {
-		if len(l.m) >= maxTracked {
-			for k, o := range l.m {
-				if !now.Before(o.end) {
-					delete(l.m, k)
-				}
-			}
+		if w == nil && len(l.m) >= maxTracked {
+			l.sweep(now)
 		}
 		w = &window{end: now.Add(time.Minute)}
 		l.m[key] = w
@@ -79,15 +90,16 @@ func (l *windowLimiter) hit(key string, now time.Time) time.Duration {
 // failures count, so a busy host IdP is never slowed down.
 func (p *Provider) limitClientAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := p.clientIP(r)
+		ip := limitKey(p.clientIP(r))
 		if wait := p.authFails.blocked(ip); wait > 0 {
 			tooMany(w, wait)
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		_, _, basic := r.BasicAuth()
 		sw := &statusWriter{ResponseWriter: w, basicAuth: basic}
 		next.ServeHTTP(sw, r)
-		if sw.status == http.StatusUnauthorized {
+		if sw.clientAuthFailed() {
 			p.authFails.fail(ip)
 		}
 	})
@@ -100,13 +112,28 @@ func tooMany(w http.ResponseWriter, wait time.Duration) {
 	_, _ = w.Write([]byte(`{"error":"slow_down","error_description":"too many requests from this address; retry later"}` + "\n"))
 }
 
-// statusWriter remembers the status of a response, and adds the
+// maxFormBody bounds the form of a token, introspection or revocation request.
+const maxFormBody = 64 << 10
+
+// statusWriter remembers the status and the start of a response, and adds the
 // WWW-Authenticate challenge RFC 6749 §5.2 asks for when a client that
 // used HTTP Basic authentication is refused.
 type statusWriter struct {
 	http.ResponseWriter
 	status    int
 	basicAuth bool
+	head      []byte // the first bytes of the body
+}
+
+// clientAuthFailed reports whether the answer refused the client's
+// credentials: 401, or the 400 unauthorized_client the library's
+// introspection endpoint answers.
+func (s *statusWriter) clientAuthFailed() bool {
+	if s.status == http.StatusUnauthorized {
+		return true
+	}
+	return s.status == http.StatusBadRequest &&
+		(bytes.Contains(s.head, []byte(`"unauthorized_client"`)) || bytes.Contains(s.head, []byte(`"invalid_client"`)))
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -122,6 +149,9 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
+	}
+	if n := 256 - len(s.head); n > 0 {
+		s.head = append(s.head, b[:min(n, len(b))]...)
 	}
 	return s.ResponseWriter.Write(b)
 }
@@ -180,12 +210,29 @@ func (l *failLimiter) fail(ip string) {
 					delete(l.m, k)
 				}
 			}
+			if len(l.m) > maxTracked/2 {
+				clear(l.m) // a flood of addresses: start over rather than scan again
+			}
 		}
 		b = &bucket{tokens: clientAuthBurst, at: now}
 		l.m[ip] = b
 	}
 	l.refill(b, now)
 	b.tokens = max(0, b.tokens-1)
+}
+
+// limitKey is the rate-limit key of a client address: an IPv6 address is
+// cut to its /64, which one host usually owns whole.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // remoteIP is the host of RemoteAddr.

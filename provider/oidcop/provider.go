@@ -47,7 +47,8 @@ type Options struct {
 	Secret []byte
 	// Keys is the signing key rotation policy.
 	Keys KeyPolicy
-	// RequestTTL is how long a user has to finish the step (default 10 min).
+	// RequestTTL is how long a user has to finish the step (default and
+	// most 10 min, as NIST SP 800-63B bounds an authentication).
 	RequestTTL time.Duration
 	// StepPath is where the step page lives (default "/step/"): the OP
 	// sends the browser to StepPath + request id.
@@ -116,6 +117,9 @@ func New(o Options) (*Provider, error) {
 	if o.RequestTTL == 0 {
 		o.RequestTTL = 10 * time.Minute
 	}
+	if o.RequestTTL < time.Minute || o.RequestTTL > flows.MaxSignInTTL {
+		return nil, fmt.Errorf("oidc provider: the request lifetime must be 1m to %s, not %s", flows.MaxSignInTTL, o.RequestTTL)
+	}
 	if o.StepPath == "" {
 		o.StepPath = "/step/"
 	}
@@ -152,7 +156,7 @@ func New(o Options) (*Provider, error) {
 		}
 		c := &client{cfg: cfg, secretHash: sha256Sum(cfg.Secret), loginURL: p.stepURL}
 		if cfg.NameBy == NameByIDTokenHint {
-			if c.hints, err = newHintVerifier(o.HTTPClient, &c.cfg); err != nil {
+			if c.hints, err = newHintVerifier(o.HTTPClient, o.Clock, &c.cfg); err != nil {
 				return nil, fmt.Errorf("oidc provider: %w", err)
 			}
 		}
@@ -186,7 +190,7 @@ func New(o Options) (*Provider, error) {
 	srv := &server{LegacyServer: op.NewLegacyServer(p.op, endpoints), p: p}
 	router := op.RegisterLegacyServer(srv, p.noCallback)
 	mux := http.NewServeMux()
-	mux.Handle("/authorize", p.limitAuthorize(p.formPostErrors(router)))
+	mux.Handle("/authorize", p.limitAuthorize(p.authorizeErrors(router)))
 	for _, path := range []string{"/oauth/token", "/oauth/introspect", "/revoke"} {
 		mux.Handle(path, p.limitClientAuth(router))
 	}
@@ -268,35 +272,35 @@ func (p *Provider) profileClaims(ctx context.Context, u *oidc.UserInfo, accountI
 // nameUser finds the account a request names, by the client's rule, and
 // the subject the answer will carry. It never guesses: a missing,
 // unverifiable or unknown name is an error.
-func (p *Provider) nameUser(ctx context.Context, c *client, req *oidc.AuthRequest) (flows.Account, string, error) {
+func (p *Provider) nameUser(ctx context.Context, c *client, req *oidc.AuthRequest) (flows.Account, string, *pendingLink, error) {
 	switch c.cfg.NameBy {
 	case NameByLoginHint:
 		if req.LoginHint == "" {
-			return flows.Account{}, "", oidc.ErrInvalidRequest().WithDescription("login_hint is required: it names the user who takes the step")
+			return flows.Account{}, "", nil, oidc.ErrInvalidRequest().WithDescription("login_hint is required: it names the user who takes the step")
 		}
 		a, err := p.matchAccount(ctx, c.cfg.Match, req.LoginHint)
 		if err != nil {
-			return a, "", err
+			return a, "", nil, err
 		}
-		return a, a.ID, nil
+		return a, a.ID, nil, nil
 	case NameByIDTokenHint:
 		claims, err := c.hints.verify(ctx, req.IDTokenHint)
 		if err != nil {
 			p.log.Info("id_token_hint refused", "client_id", c.cfg.ID, "err", err)
-			return flows.Account{}, "", oidc.ErrInvalidRequest().WithDescription("id_token_hint is missing or cannot be verified")
+			return flows.Account{}, "", nil, oidc.ErrInvalidRequest().WithDescription("id_token_hint is missing or cannot be verified")
 		}
 		value := claimString(claims, c.cfg.HintClaim)
 		if value == "" {
-			return flows.Account{}, "", oidc.ErrInvalidRequest().WithDescription("%s", "id_token_hint lacks the claim "+c.cfg.HintClaim)
+			return flows.Account{}, "", nil, oidc.ErrInvalidRequest().WithDescription("%s", "id_token_hint lacks the claim "+c.cfg.HintClaim)
 		}
 		if c.cfg.Match != MatchLink {
 			a, err := p.matchAccount(ctx, c.cfg.Match, value)
-			return a, claims.Subject, err
+			return a, claims.Subject, nil, err
 		}
-		a, err := p.linkedAccount(ctx, c, claims.Issuer, value, claimString(claims, c.cfg.LinkClaim))
-		return a, claims.Subject, err
+		a, link, err := p.linkedAccount(ctx, claims.Issuer, value, claimString(claims, c.cfg.LinkClaim))
+		return a, claims.Subject, link, err
 	}
-	return flows.Account{}, "", oidc.ErrServerError()
+	return flows.Account{}, "", nil, oidc.ErrServerError()
 }
 
 // errUnknownUser is the answer for a name that matches no account; it
@@ -319,36 +323,59 @@ func (p *Provider) matchAccount(ctx context.Context, match, value string) (flows
 	if err != nil {
 		return a, oidc.ErrServerError().WithParent(err)
 	}
+	// The store folds usernames with Unicode lower-casing, which maps the
+	// Kelvin sign to "k": a name must match the account's but for the
+	// case of ASCII letters.
+	if match != MatchID && !asciiFoldEqual(a.Username, value) {
+		return flows.Account{}, errUnknownUser()
+	}
 	return a, nil
 }
 
-// linkedAccount finds the account linked to (issuer, subject), linking it
-// the first time by the username in linkName.
-func (p *Provider) linkedAccount(ctx context.Context, c *client, issuer, subject, linkName string) (flows.Account, error) {
+// asciiFoldEqual compares two names ignoring only the case of ASCII letters.
+func asciiFoldEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// linkedAccount finds the account linked to (issuer, subject). The first
+// time, it finds the account by the username in linkName and returns the
+// link to make once the step succeeds (Complete): a name claim is not
+// proof of anything until the account's own device approves.
+func (p *Provider) linkedAccount(ctx context.Context, issuer, subject, linkName string) (flows.Account, *pendingLink, error) {
 	id, err := p.store().LinkedAccount(ctx, issuer, subject)
 	if err == nil {
 		a, err := p.store().GetAccount(ctx, id)
 		if err != nil {
-			return a, errUnknownUser()
+			return a, nil, errUnknownUser()
 		}
-		return a, nil
+		return a, nil, nil
 	}
 	if !errors.Is(err, flows.ErrNotFound) {
-		return flows.Account{}, oidc.ErrServerError().WithParent(err)
+		return flows.Account{}, nil, oidc.ErrServerError().WithParent(err)
 	}
 	if linkName == "" {
-		return flows.Account{}, errUnknownUser()
+		return flows.Account{}, nil, errUnknownUser()
 	}
 	a, err := p.matchAccount(ctx, MatchUsername, linkName)
 	if err != nil {
-		return a, err
+		return a, nil, err
 	}
-	if err := p.store().LinkSubject(ctx, issuer, subject, a.ID); err != nil {
-		p.log.Warn("federated subject is linked to another account", "client_id", c.cfg.ID, "issuer", issuer, "err", err)
-		return a, errUnknownUser()
-	}
-	p.log.Info("linked a federated subject to an account", "client_id", c.cfg.ID, "issuer", issuer, "account", a.ID)
-	return a, nil
+	return a, &pendingLink{Issuer: issuer, Subject: subject}, nil
 }
 
 // createRequest stores a checked request and returns its id.

@@ -53,6 +53,13 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 	if req.ResponseType != oidc.ResponseTypeCode && req.Nonce == "" {
 		return nil, oidc.ErrInvalidRequest().WithDescription("nonce is required for this response type")
 	}
+	if req.ResponseType != oidc.ResponseTypeCode && req.ResponseMode == oidc.ResponseModeQuery {
+		// OAuth 2.0 Multiple Response Type Encoding Practices: no tokens in the query.
+		return nil, oidc.ErrInvalidRequest().WithDescription("response_mode=query cannot carry an ID token")
+	}
+	if m := req.ResponseMode; m != "" && m != oidc.ResponseModeQuery && m != oidc.ResponseModeFragment && m != oidc.ResponseModeFormPost {
+		return nil, oidc.ErrInvalidRequest().WithDescription("unsupported response_mode")
+	}
 	if req.CodeChallenge != "" && req.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
 		return nil, oidc.ErrInvalidRequest().WithDescription("only the S256 code challenge method is supported")
 	}
@@ -68,14 +75,14 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 		}
 		return nil, oidc.ErrAccessDenied().WithDescription("%s", err.Error())
 	}
-	a, subject, err := s.p.nameUser(ctx, c, req)
+	a, subject, link, err := s.p.nameUser(ctx, c, req)
 	if err != nil {
 		return nil, err
 	}
 	data := requestData{
 		Scopes: req.Scopes, ResponseType: req.ResponseType, ResponseMode: req.ResponseMode, RedirectURI: req.RedirectURI,
 		State: req.State, Nonce: req.Nonce, UILocales: localeStrings(req.UILocales), Policy: policy,
-		ClientRequestID: clip(r.Form.Get("client-request-id"), 64),
+		ClientRequestID: clip(r.Form.Get("client-request-id"), 64), Link: link,
 	}
 	if req.CodeChallenge != "" {
 		data.CodeChallenge = &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod}

@@ -71,12 +71,23 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 		p.plainError(w, "This sign-in was not approved.", http.StatusBadRequest)
 		return
 	}
+	now := p.clock.Now().UTC()
+	// The approval counts only while the account is active and only for
+	// as long as a sign-in may wait: a suspension after the approval, or
+	// an approval left lying, gives nothing.
+	if err := p.accountActive(ctx, ar.AccountID); err != nil {
+		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("%s", refusalFor(err)))
+		return
+	}
+	if now.Sub(sgn.DecidedAt) > flows.MaxSignInTTL {
+		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("the approval is too old; sign in again"))
+		return
+	}
 	acr, amr, err := ar.data.Policy.result(sgn.DecidedBy)
 	if err != nil {
 		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("%s", err.Error()))
 		return
 	}
-	now := p.clock.Now().UTC()
 	res := flows.AuthResult{AuthTime: sgn.DecidedAt, ACR: acr, AMR: amr, At: now}
 	ar.DoneAt, ar.AuthTime, ar.ACR, ar.AMR = res.At, res.AuthTime, res.ACR, res.AMR
 	ctx = withClient(op.ContextWithIssuer(ctx, p.issuer), ar.ClientID)
@@ -94,6 +105,11 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 		if err := tx.CompleteAuthRequest(ctx, id, res); err != nil {
 			return err
 		}
+		if l := ar.data.Link; l != nil {
+			if err := tx.LinkSubject(ctx, l.Issuer, l.Subject, ar.AccountID); err != nil {
+				return fmt.Errorf("link federated subject: %w", err)
+			}
+		}
 		if code == "" {
 			return nil
 		}
@@ -101,6 +117,11 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 	})
 	if errors.Is(err, flows.ErrAlreadyDecided) {
 		p.plainError(w, "This sign-in request was already answered.", http.StatusBadRequest)
+		return
+	}
+	if errors.Is(err, flows.ErrConflict) {
+		p.log.Warn("federated subject is linked to another account", "auth_request", id, "client_id", ar.ClientID)
+		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("this user cannot sign in with keystep; contact your IT administrator"))
 		return
 	}
 	if err != nil {
@@ -136,6 +157,17 @@ func (p *Provider) Refuse(w http.ResponseWriter, r *http.Request, id, reason str
 		return
 	}
 	p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("%s", refusalText(reason)))
+}
+
+// refusalFor describes an account that is no longer active.
+func refusalFor(err error) string {
+	switch {
+	case errors.Is(err, flows.ErrAccountSuspended):
+		return refusalText(steppage.RefusedSuspended)
+	case errors.Is(err, flows.ErrAccountRemoved):
+		return refusalText(steppage.RefusedRemoved)
+	}
+	return "the account cannot sign in"
 }
 
 func refusalText(reason string) string {
@@ -212,13 +244,14 @@ func (p *Provider) internalError(w http.ResponseWriter, what string, err error) 
 	p.plainError(w, "Something went wrong on our side. Go back to the app and try again.", http.StatusInternalServerError)
 }
 
-// formPostErrors makes the library's error redirects from /authorize
-// honour response_mode=form_post (the library always uses the fragment
-// for an implicit request): Entra ID expects errors posted back. Only a
-// redirect to the request's own redirect_uri, which the library sends
-// only once that URI is checked against the client's, is turned into a
-// form.
-func (p *Provider) formPostErrors(next http.Handler) http.Handler {
+// authorizeErrors finishes the library's error redirects from /authorize:
+// each carries iss (RFC 9207) like keystep's own answers, and one for a
+// request with response_mode=form_post is posted (the library always uses
+// the fragment for an implicit request; Entra ID expects errors posted
+// back). Only a redirect to the request's own redirect_uri, which the
+// library sends only once that URI is checked against the client's, is
+// touched.
+func (p *Provider) authorizeErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
@@ -229,23 +262,31 @@ func (p *Provider) formPostErrors(next http.Handler) http.Handler {
 			p.plainError(w, "The request gives the parameter "+name+" more than once.", http.StatusBadRequest)
 			return
 		}
-		if r.Form.Get("response_mode") != string(oidc.ResponseModeFormPost) {
-			next.ServeHTTP(w, r)
-			return
-		}
 		rec := &recorder{header: http.Header{}, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		if rec.code == http.StatusFound || rec.code == http.StatusSeeOther {
 			loc, err := url.Parse(rec.header.Get("Location"))
 			redirect := r.Form.Get("redirect_uri")
 			if err == nil && redirect != "" && sameEndpoint(loc, redirect) {
+				inFragment := loc.Fragment != ""
 				fields := loc.Query()
-				if frag, err := url.ParseQuery(loc.EscapedFragment()); err == nil && loc.Fragment != "" {
-					fields = frag
+				if inFragment {
+					if fields, err = url.ParseQuery(loc.EscapedFragment()); err != nil {
+						fields = url.Values{}
+					}
 				}
 				if fields.Get("error") != "" {
-					steppage.WriteAutoPost(w, redirect, fields)
-					return
+					fields.Set("iss", p.issuer)
+					if r.Form.Get("response_mode") == string(oidc.ResponseModeFormPost) {
+						steppage.WriteAutoPost(w, redirect, fields)
+						return
+					}
+					if inFragment {
+						loc.RawFragment, loc.Fragment = "", fields.Encode()
+					} else {
+						loc.RawQuery = fields.Encode()
+					}
+					rec.header.Set("Location", loc.String())
 				}
 			}
 		}

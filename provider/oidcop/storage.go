@@ -69,6 +69,11 @@ func (s storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthReq
 	if now.After(fr.DoneAt.Add(codeTTL)) || now.After(fr.ExpiresAt) {
 		return nil, errors.New("code has expired")
 	}
+	if err := s.p.accountActive(ctx, fr.AccountID); err != nil {
+		n, _ := s.p.store().RevokeGrant(ctx, fr.ID, now)
+		s.p.log.Info("code refused: the account is no longer active", "auth_request", fr.ID, "revoked", n)
+		return nil, err
+	}
 	return newAuthRequest(fr)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	qrcode "github.com/skip2/go-qrcode"
@@ -72,6 +73,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if !h.streams.open(st.id) {
+		// EventSource retries later; the page's refresh and Continue still work.
+		w.Header().Set("Retry-After", "10")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	defer h.streams.close(st.id)
 	ctx := r.Context()
 	id := st.ar.SignInID
 	sgn, err := h.flows.GetSignIn(ctx, id)
@@ -155,4 +163,50 @@ func (h *Handler) awaitRound(ctx context.Context, id string) (*flows.SignIn, err
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Bounds on open event streams: a browser needs one per step page, and a
+// stream holds a goroutine and re-reads the store every pollEvery.
+const (
+	maxStreamsPerRequest = 4
+	maxStreams           = 10_000
+)
+
+// streamCount counts open event streams, per request and in all.
+type streamCount struct {
+	mu    sync.Mutex
+	total int
+	per   map[string]int
+}
+
+// open takes a stream slot for request id; false when none is free.
+func (c *streamCount) open(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.per == nil {
+		c.per = map[string]int{}
+	}
+	if c.total >= maxStreams || c.per[id] >= maxStreamsPerRequest {
+		return false
+	}
+	c.total++
+	c.per[id]++
+	return true
+}
+
+// close gives the slot back.
+func (c *streamCount) close(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total--
+	if c.per[id]--; c.per[id] <= 0 {
+		delete(c.per, id)
+	}
+}
+
+// count is how many streams request id has open.
+func (c *streamCount) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.per[id]
 }

@@ -56,6 +56,7 @@ type Handler struct {
 	log        *slog.Logger
 	cop        *http.CrossOriginProtection
 	keys       cookieKeys
+	streams    streamCount // open event streams
 }
 
 // New returns the step page handler. It loads the cookie keys from the

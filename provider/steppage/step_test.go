@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -913,5 +914,38 @@ func TestNoSenderNoButton(t *testing.T) {
 	}
 	if !strings.Contains(p.body, "I have an override code") {
 		t.Error("the override code link is gone too")
+	}
+}
+
+// TestEventStreamsBounded: one request gets a bounded number of open
+// event streams; a closed one frees its slot.
+func TestEventStreamsBounded(t *testing.T) {
+	e := newEnv(t)
+	a := e.addUser("jo")
+	e.enroll("jo")
+	id := e.newRequest(a)
+	b := e.browser()
+	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var open []*http.Response
+	for range maxStreamsPerRequest {
+		open = append(open, b.openEvents(ctx, id))
+	}
+	// openEvents returns once the stream answered: all slots are taken.
+	extra := b.get("/step/" + id + "/events")
+	wantStatus(t, extra, http.StatusServiceUnavailable)
+	open[0].Body.Close()
+	// The handler frees the slot once it sees the connection closed.
+	for e.h.streams.count(id) == maxStreamsPerRequest {
+		if ctx.Err() != nil {
+			t.Fatal("the closed stream's slot was never freed")
+		}
+		runtime.Gosched()
+	}
+	more := b.openEvents(ctx, id)
+	more.Body.Close()
+	for _, r := range open[1:] {
+		r.Body.Close()
 	}
 }

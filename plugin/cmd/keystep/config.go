@@ -48,6 +48,8 @@ type Config struct {
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
+	// fromFile is set when a configuration file was read.
+	fromFile bool
 }
 
 // StoreConfig chooses the store.
@@ -107,6 +109,7 @@ func loadConfig(path string, lookupEnv func(string) (string, bool), flags []flag
 		if err := c.parseYAML(data, path); err != nil {
 			return Config{}, err
 		}
+		c.fromFile = true
 	}
 	for _, e := range append(configEnv, codesEnv...) {
 		if v, ok := lookupEnv(e.name); ok && v != "" {

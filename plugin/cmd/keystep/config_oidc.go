@@ -19,7 +19,7 @@ type OIDCConfig struct {
 	RequestTTL  time.Duration // how long a user has for the step (default 10m)
 	RotateEvery time.Duration // signing key lifetime (default 90 days)
 	// DemoClient registers the demo client (id demo) for keystep demo-app;
-	// nil: only when no client is configured.
+	// nil: only when keystep runs without a configuration file.
 	DemoClient *bool
 	// AuthorizePerIPPerMinute bounds new auth requests per client address
 	// (0: oidcop's default).
@@ -167,7 +167,7 @@ func (c *Config) demoClientOn() bool {
 	if c.OIDC.DemoClient != nil {
 		return *c.OIDC.DemoClient
 	}
-	return len(c.OIDC.Clients) == 0
+	return !c.fromFile
 }
 
 // demoClientID is the demo client's id; its secret is in <data_dir>/demo-client-secret.

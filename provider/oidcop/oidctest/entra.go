@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,11 @@ type Entra struct {
 	key      *rsa.PrivateKey
 	kid      string
 	cert     *x509.Certificate
+	fetches  atomic.Int64
 }
+
+// Fetches is how many times the key set was fetched.
+func (e *Entra) Fetches() int { return int(e.fetches.Load()) }
 
 // NewEntra starts a fake Entra for one tenant; it stops with the test.
 func NewEntra(t testing.TB, tenantID string) *Entra {
@@ -72,6 +77,7 @@ func (e *Entra) serveKeys(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	e.fetches.Add(1)
 	n := base64.RawURLEncoding.EncodeToString(e.key.N.Bytes())
 	ev := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(e.key.E)).Bytes())
 	keys := map[string]any{"keys": []map[string]any{{
@@ -103,6 +109,12 @@ func (e *Entra) Hint(t testing.TB, clientID string, u User, extra map[string]any
 func (e *Entra) HintSignedBy(t testing.TB, key *rsa.PrivateKey, clientID string, u User) string {
 	t.Helper()
 	return e.sign(t, key, e.kid, clientID, u, nil)
+}
+
+// HintWithKid is a forgery signed by key and naming key id kid.
+func (e *Entra) HintWithKid(t testing.TB, key *rsa.PrivateKey, kid, clientID string, u User) string {
+	t.Helper()
+	return e.sign(t, key, kid, clientID, u, nil)
 }
 
 func (e *Entra) sign(t testing.TB, key *rsa.PrivateKey, kid, clientID string, u User, extra map[string]any) string {
