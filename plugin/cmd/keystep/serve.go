@@ -97,8 +97,10 @@ file (codes.key_file).`,
 // its channel off.
 func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	// Libraries that log through slog's default (zitadel/oidc) log here too.
-	slog.SetDefault(log)
+	// Libraries that log through slog's default (zitadel/oidc) log here
+	// too, without the request values they would print (state, URLs that
+	// carry codes, hints).
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{ReplaceAttr: dropRequestSecrets})))
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -376,4 +378,14 @@ func purgeLoop(ctx context.Context, svc *flows.Service, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// dropRequestSecrets removes, from the libraries' log lines, the values
+// of a request that are secrets or lead to one.
+func dropRequestSecrets(_ []string, a slog.Attr) slog.Attr {
+	switch a.Key {
+	case "state", "url", "code", "id_token_hint", "login_hint", "nonce", "code_challenge":
+		return slog.Attr{}
+	}
+	return a
 }
