@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -186,32 +185,6 @@ func (e *env) verifyIDToken(raw string) idClaims {
 		e.t.Errorf("ID token iss %q, want %q", c.Issuer, e.ts.URL)
 	}
 	return c
-}
-
-// do sends a request to the server; form, if not nil, is the body.
-func (e *env) do(method, path string, form url.Values, set func(*http.Request)) (int, string) {
-	e.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, e.ts.URL+path, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if set != nil {
-		set(req)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 func basicAuth(id, secret string) func(*http.Request) {

@@ -276,12 +276,23 @@ func pkce() (verifier, challenge string) {
 	return verifier, base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// tokenRequest posts to the token endpoint with client_secret_basic.
-func (e *env) tokenRequest(form url.Values) (int, string) {
+// do sends a request to the server; form, if not nil, is the body.
+func (e *env) do(method, path string, form url.Values, set func(*http.Request)) (int, string) {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/oauth/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(clientID, clientSecret)
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if set != nil {
+		set(req)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -289,4 +300,10 @@ func (e *env) tokenRequest(form url.Values) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// tokenRequest posts to the token endpoint with client_secret_basic.
+func (e *env) tokenRequest(form url.Values) (int, string) {
+	e.t.Helper()
+	return e.do(http.MethodPost, "/oauth/token", form, func(r *http.Request) { r.SetBasicAuth(clientID, clientSecret) })
 }

@@ -161,12 +161,7 @@ func TestApproveThenFinish(t *testing.T) {
 }
 
 func TestApprovedPageContinuesByItself(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, p, id, b := startStep(t)
 	e.decide(p, id, flows.DecisionApprove)
 	r := b.get("/step/" + id)
 	wantStatus(t, r, http.StatusOK)
@@ -178,12 +173,7 @@ func TestApprovedPageContinuesByItself(t *testing.T) {
 }
 
 func TestDenyThenReturn(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, p, id, b := startStep(t)
 	e.decide(p, id, flows.DecisionDeny)
 
 	r := b.get("/step/" + id)
@@ -210,12 +200,7 @@ func TestDenyThenReturn(t *testing.T) {
 }
 
 func TestFraudReportPage(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, p, id, b := startStep(t)
 	e.decide(p, id, flows.DecisionReport)
 	r := b.get("/step/" + id)
 	wantText(t, r, "You reported that you didn't start this sign-in. It was stopped, and your IT administrator has been told.")
@@ -649,12 +634,7 @@ func streamFinal(t *testing.T, b *browser, ctx context.Context, id string) <-cha
 }
 
 func TestEventsDeliverFinal(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, p, id, b := startStep(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got := streamFinal(t, b, ctx, id)
@@ -672,12 +652,7 @@ func TestEventsDeliverFinal(t *testing.T) {
 // A decision made by another instance (whose events do not reach this
 // one) is seen by re-reading the sign-in on the clock.
 func TestEventsPollOtherInstance(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	p := e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, p, id, b := startStep(t)
 	other, err := flows.New(e.store, e.cfg, flows.WithClock(e.clock))
 	if err != nil {
 		t.Fatal(err)
@@ -948,4 +923,17 @@ func TestEventStreamsBounded(t *testing.T) {
 	for _, r := range open[1:] {
 		r.Body.Close()
 	}
+}
+
+// startStep is jo, with a phone, whose request's step page a browser has
+// opened (a pending push sign-in).
+func startStep(t *testing.T) (*env, flows.Account, phone, string, *browser) {
+	t.Helper()
+	e := newEnv(t)
+	a := e.addUser("jo")
+	p := e.enroll("jo")
+	id := e.newRequest(a)
+	b := e.browser()
+	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	return e, a, p, id, b
 }
