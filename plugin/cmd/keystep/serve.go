@@ -46,7 +46,9 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--listen ADDR] [--data DIR] [--public-url URL]",
 		Short: "Run the keystep server",
-		Long: `Run the keystep server: the device API for the app and the admin API.
+		Long: `Run the keystep server: the device API for the app, the admin API, and the
+OpenID Provider with its step page (issuer: the public URL; discovery at
+/.well-known/openid-configuration).
 
 With no configuration it keeps a SQLite database in ./keystep-data and listens
 on 127.0.0.1:8080. Settings come from the YAML file (--config), then the
@@ -59,7 +61,9 @@ On first start it writes a random admin token to <data dir>/admin-token
 (mode 0600); keystep admin reads it from there. It also writes a random code
 key to <data dir>/code-key (mode 0600), which keys the hashes of override and
 SMS/email codes; instances that share a PostgreSQL store must share one key
-file (codes.key_file).`,
+file (codes.key_file). Without a configuration file it also registers the
+demo client (id demo, secret in <data dir>/demo-client-secret) for
+keystep demo-app.`,
 		Args: nArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var flags []flagOverride
