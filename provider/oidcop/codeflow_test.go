@@ -177,3 +177,35 @@ func (e *env) userinfo(accessToken string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestCodeFlowOnPostgreSQL runs the whole flow, refresh included, on the
+// PostgreSQL store (the store behind several instances of one issuer).
+func TestCodeFlowOnPostgreSQL(t *testing.T) {
+	e := newEnvWith(t, envOptions{postgres: true})
+	alice := e.newUser("alice")
+	verifier, challenge := pkce()
+	b := steptest.NewBrowser(t)
+	q := e.callbackParams(e.finish(b, alice, e.startStep(b, url.Values{"login_hint": {"alice"}, "scope": {"openid offline_access"},
+		"code_challenge": {challenge}, "code_challenge_method": {"S256"}})))
+	status, body := e.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %s", status, body)
+	}
+	var tok struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.RefreshToken == "" {
+		t.Fatalf("token response %s: %v", body, err)
+	}
+	if e.userinfo(tok.AccessToken) != http.StatusOK {
+		t.Fatal("userinfo refused the token")
+	}
+	status, body = e.tokenRequest(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", status, body)
+	}
+	if status, _ = e.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}); status != http.StatusBadRequest {
+		t.Fatalf("code reused: %d", status)
+	}
+}

@@ -20,13 +20,18 @@ import (
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
 	"github.com/keystep/keystep/flows/notify/notifytest"
+	"github.com/keystep/keystep/flows/store/postgres"
 	"github.com/keystep/keystep/flows/store/sqlite"
+	"github.com/keystep/keystep/internal/pgtest"
 	"github.com/keystep/keystep/provider"
 	"github.com/keystep/keystep/provider/authenticator"
 	"github.com/keystep/keystep/provider/oidcop"
 	"github.com/keystep/keystep/provider/steppage"
 	"github.com/keystep/keystep/provider/steppage/steptest"
 )
+
+// TestMain stops the private PostgreSQL server, if a test started one.
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var testSecret = []byte("keystep-test-code-key-0123456789abcdef")
 
@@ -92,6 +97,8 @@ type envOptions struct {
 	// authorizePerMinute is the per-address limit of new auth requests
 	// (0: so high that only the limit's own test meets it).
 	authorizePerMinute int
+	// postgres runs on a fresh PostgreSQL database instead of SQLite.
+	postgres bool
 }
 
 // newEnvWith is newEnv for clients that need the issuer (a hint client
@@ -100,7 +107,13 @@ type envOptions struct {
 func newEnvWith(tb testing.TB, o envOptions) *env {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "keystep.db"))
+	var st flows.Store
+	var err error
+	if o.postgres {
+		st, err = postgres.Open(ctx, pgtest.DSN(tb))
+	} else {
+		st, err = sqlite.Open(ctx, filepath.Join(tb.TempDir(), "keystep.db"))
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
