@@ -213,12 +213,7 @@ func TestFraudReportPage(t *testing.T) {
 }
 
 func TestCancelOnStepPage(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	r := b.post("/step/"+id+"/abort", url.Values{"reason": {"cancelled"}})
 	wantStatus(t, r, http.StatusSeeOther)
 	if sgn := e.signIn(id); sgn.Status != flows.StatusCancelled {
@@ -230,12 +225,7 @@ func TestCancelOnStepPage(t *testing.T) {
 }
 
 func TestExpiryAndRetry(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	first := e.signIn(id)
 
 	e.clock.Advance(e.svc.Config().SignInTTL + time.Second)
@@ -387,12 +377,7 @@ func TestCSRFRefused(t *testing.T) {
 }
 
 func TestCrossOriginPostRefused(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	audit := e.auditCount()
 	for _, h := range [][]string{
 		{"Sec-Fetch-Site", "cross-site"},
@@ -564,12 +549,7 @@ func TestAccountPages(t *testing.T) {
 }
 
 func TestSuspendedWhilePending(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	if _, err := e.svc.SuspendAccount(e.ctx, "admin", "jo", flows.SourceDirectory, "ldap"); err != nil {
 		t.Fatal(err)
 	}
@@ -857,12 +837,7 @@ func TestLanguage(t *testing.T) {
 }
 
 func TestBodyLimit(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	r := b.post("/step/"+id+"/code", url.Values{"code": {strings.Repeat("1", 20<<10)}})
 	if r.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d", r.StatusCode)
@@ -895,12 +870,7 @@ func TestNoSenderNoButton(t *testing.T) {
 // TestEventStreamsBounded: one request gets a bounded number of open
 // event streams; a closed one frees its slot.
 func TestEventStreamsBounded(t *testing.T) {
-	e := newEnv(t)
-	a := e.addUser("jo")
-	e.enroll("jo")
-	id := e.newRequest(a)
-	b := e.browser()
-	wantStatus(t, b.get("/step/"+id), http.StatusOK)
+	e, _, _, id, b := startStep(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var open []*http.Response

@@ -66,9 +66,9 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 	return nil
 }
 
-// secureCookies says whether the step page's cookies carry Secure: always,
-// except with --insecure-dev on a plain-http public URL that is not
-// loopback (browsers treat http://localhost and 127.0.0.1 as secure).
+// secureCookies says whether the step page's cookies carry Secure: always
+// on https, and on http too unless --insecure-dev (browsers keep Secure
+// cookies for http://localhost and 127.0.0.1, the first-run default).
 func secureCookies(u *url.URL, insecureDev bool) bool {
 	if u.Scheme == "https" {
 		return true
