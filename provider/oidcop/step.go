@@ -147,7 +147,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 // reasons.
 func (p *Provider) Refuse(w http.ResponseWriter, r *http.Request, id, reason string) {
 	fr, err := p.store().GetAuthRequest(r.Context(), id)
-	if err != nil || fr.Done() || p.clients[fr.ClientID] == nil {
+	if err != nil || fr.Protocol != "oidc" || fr.Done() || p.clients[fr.ClientID] == nil {
 		p.plainError(w, "This sign-in request is finished or has expired. Go back to the app and sign in again.", http.StatusBadRequest)
 		return
 	}

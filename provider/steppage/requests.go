@@ -2,6 +2,7 @@ package steppage
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -51,4 +52,55 @@ type Requests interface {
 	// Refuse writes the error answer to the client (OIDC access_denied, a
 	// SAML error status), for one of the Refused… reasons.
 	Refuse(w http.ResponseWriter, r *http.Request, id, reason string)
+}
+
+// ByProtocol is the Requests of several protocols on one step page: each
+// call goes to the protocol that made the request (flows.AuthRequest's
+// Protocol, "oidc" or "saml").
+func ByProtocol(store flows.Store, byProtocol map[string]Requests) Requests {
+	return protocols{store: store, m: byProtocol}
+}
+
+type protocols struct {
+	store flows.Store
+	m     map[string]Requests
+}
+
+// of is the protocol of request id, or nil when there is none.
+func (p protocols) of(ctx context.Context, id string) (Requests, error) {
+	ar, err := p.store.GetAuthRequest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r := p.m[ar.Protocol]
+	if r == nil {
+		return nil, fmt.Errorf("auth request %s of protocol %q: %w", id, ar.Protocol, flows.ErrNotFound)
+	}
+	return r, nil
+}
+
+func (p protocols) Lookup(ctx context.Context, id string) (Request, error) {
+	r, err := p.of(ctx, id)
+	if err != nil {
+		return Request{}, err
+	}
+	return r.Lookup(ctx, id)
+}
+
+func (p protocols) Complete(w http.ResponseWriter, r *http.Request, id string, sgn flows.SignIn) {
+	q, err := p.of(r.Context(), id)
+	if err != nil {
+		http.Error(w, "This sign-in request is finished or has expired. Go back to the app and sign in again.", http.StatusBadRequest)
+		return
+	}
+	q.Complete(w, r, id, sgn)
+}
+
+func (p protocols) Refuse(w http.ResponseWriter, r *http.Request, id, reason string) {
+	q, err := p.of(r.Context(), id)
+	if err != nil {
+		http.Error(w, "This sign-in request is finished or has expired. Go back to the app and sign in again.", http.StatusBadRequest)
+		return
+	}
+	q.Refuse(w, r, id, reason)
 }
