@@ -1,42 +1,54 @@
 package oidcop
 
 import (
-	"strconv"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
 
-func TestLimitKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"203.0.113.7":          "203.0.113.7",
-		"::ffff:203.0.113.7":   "203.0.113.7",
-		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
-		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
-		"not an address":       "not an address",
-	} {
-		if got := limitKey(in); got != want {
-			t.Errorf("limitKey(%q) = %q, want %q", in, got, want)
-		}
+// The limiters themselves and their keys are tested in
+// provider/internal/ratelimit.
+
+// TestTooMany: the 429 of the OpenID Provider is an OAuth error a client
+// of the token endpoint can read, with Retry-After in whole seconds.
+func TestTooMany(t *testing.T) {
+	rec := httptest.NewRecorder()
+	tooMany(rec, 2100*time.Millisecond)
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra != "3" {
+		t.Errorf("Retry-After %q, want 3", ra)
+	}
+	var body struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error != "slow_down" {
+		t.Errorf("body %q: %v", rec.Body.String(), err)
 	}
 }
 
-// TestWindowLimiterBounded: a flood of addresses never grows the map past
-// its bound, and a busy address is still limited.
-func TestWindowLimiterBounded(t *testing.T) {
-	l := &windowLimiter{limit: 2}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range maxTracked + 10 {
-		l.hit("10."+strconv.Itoa(i), now)
-	}
-	if len(l.m) > maxTracked {
-		t.Fatalf("%d addresses tracked, bound %d", len(l.m), maxTracked)
-	}
-	l.hit("a", now)
-	l.hit("a", now)
-	if l.hit("a", now) == 0 {
-		t.Error("the third hit in a window was allowed")
-	}
-	if l.hit("a", now.Add(time.Minute)) != 0 {
-		t.Error("a new window was refused")
+// TestClientAuthFailed: 401, and a 400 that names the client as the
+// problem, count as failed client authentication; other answers do not.
+func TestClientAuthFailed(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		body   string
+		want   bool
+	}{
+		{http.StatusUnauthorized, `{"error":"invalid_client"}`, true},
+		{http.StatusBadRequest, `{"error":"invalid_client"}`, true},
+		{http.StatusBadRequest, `{"error":"unauthorized_client"}`, true},
+		{http.StatusBadRequest, `{"error":"invalid_grant"}`, false},
+		{http.StatusOK, `{"active":false}`, false},
+	} {
+		sw := &statusWriter{ResponseWriter: httptest.NewRecorder()}
+		sw.WriteHeader(c.status)
+		_, _ = sw.Write([]byte(c.body))
+		if got := sw.clientAuthFailed(); got != c.want {
+			t.Errorf("%d %s: clientAuthFailed %v, want %v", c.status, c.body, got, c.want)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/internal/ratelimit"
 	"github.com/keystep/keystep/provider/internal/seal"
 )
 
@@ -80,8 +81,8 @@ type Provider struct {
 	stepPath string
 
 	clientIP      func(*http.Request) string
-	authorizeHits *windowLimiter
-	authFails     *failLimiter
+	authorizeHits *ratelimit.Window
+	authFails     *ratelimit.Failures
 }
 
 // Paths are the URL paths the Provider serves; mount Handler on each.
@@ -144,7 +145,7 @@ func New(o Options) (*Provider, error) {
 	p := &Provider{
 		flows: o.Flows, issuer: issuer, clients: map[string]*client{}, clock: o.Clock, log: o.Logger,
 		ttl: o.RequestTTL, stepPath: o.StepPath,
-		clientIP: o.ClientIP, authorizeHits: &windowLimiter{limit: o.AuthorizePerIPPerMinute}, authFails: &failLimiter{clock: o.Clock},
+		clientIP: o.ClientIP, authorizeHits: &ratelimit.Window{Limit: o.AuthorizePerIPPerMinute}, authFails: &ratelimit.Failures{Burst: clientAuthBurst, Every: clientAuthEvery},
 		keys: &keyring{store: o.Flows.Store(), seal: sealKey, clock: o.Clock, policy: o.Keys},
 	}
 	for _, cfg := range o.Clients {
