@@ -275,6 +275,7 @@ type registry struct {
 	clock    flows.Clock
 	insecure bool
 	log      logger
+	onLoad   func(*sp, error) // tests: called after each load
 }
 
 type logger interface {
@@ -305,7 +306,10 @@ const maxMetadataBytes = 4 << 20
 
 // load reads, checks and installs the SP's metadata. On failure the last
 // good copy stays.
-func (g *registry) load(ctx context.Context, s *sp) error {
+func (g *registry) load(ctx context.Context, s *sp) (err error) {
+	if g.onLoad != nil {
+		defer func() { g.onLoad(s, err) }()
+	}
 	data, err := g.read(ctx, &s.cfg)
 	if err == nil {
 		var m *saml.EntityDescriptor

@@ -64,6 +64,7 @@ func NewSP(tb testing.TB, o Options) *SP {
 		// A step request names its user in <Subject>: the answer echoes
 		// that NameID, whose format is not transient.
 		AuthnNameIDFormat: saml.UnspecifiedNameIDFormat,
+		LogoutBindings:    []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
 	}
 	if sp.EntityID == "" {
 		sp.EntityID = sp.MetadataURL.String()

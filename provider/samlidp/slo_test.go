@@ -1,0 +1,51 @@
+package samlidp_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/keystep/keystep/provider/samlidp/samltest"
+	"github.com/keystep/keystep/provider/steppage/steptest"
+)
+
+// TestSingleLogout: a signed LogoutRequest gets a signed Success (keystep
+// keeps no session to end); an unsigned one gets nothing.
+func TestSingleLogout(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	u, err := e.sp.MakeRedirectLogoutRequest("alice", "relay-slo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := steptest.NewBrowser(t).Get(u.String())
+	if p.Status != http.StatusFound && p.Status != http.StatusSeeOther {
+		t.Fatalf("SLO answered %d:\n%s", p.Status, p.Body)
+	}
+	loc, err := url.Parse(p.Location)
+	if err != nil || loc.Host != "sp.example.com" {
+		t.Fatalf("SLO redirects to %q", p.Location)
+	}
+	r, _ := http.NewRequest(http.MethodGet, p.Location, nil)
+	if err := e.sp.ValidateLogoutResponseRequest(r); err != nil {
+		t.Errorf("the SP refuses the LogoutResponse: %v", err)
+	}
+	if loc.Query().Get("RelayState") != "relay-slo" || loc.Query().Get("Signature") == "" {
+		t.Errorf("LogoutResponse query %v", loc.Query())
+	}
+
+	// The same request again is a replay.
+	if p := steptest.NewBrowser(t).Get(u.String()); p.Status != http.StatusBadRequest {
+		t.Errorf("replayed LogoutRequest answered %d", p.Status)
+	}
+
+	unsigned := samltest.NewSP(t, samltest.Options{BaseURL: spBase, Unsigned: true})
+	unsigned.IDPMetadata = e.sp.IDPMetadata
+	req, err := unsigned.MakeLogoutRequest(e.ts.URL+"/saml/slo", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Signature = nil
+	if p := steptest.NewBrowser(t).Get(req.Redirect("").String()); p.Status != http.StatusBadRequest {
+		t.Errorf("unsigned LogoutRequest answered %d:\n%s", p.Status, p.Body)
+	}
+}
