@@ -25,6 +25,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/internal/keyring"
 	"github.com/keystep/keystep/provider/internal/ratelimit"
 	"github.com/keystep/keystep/provider/internal/seal"
 )
@@ -72,7 +73,7 @@ type Provider struct {
 	flows    *flows.Service
 	issuer   string
 	clients  map[string]*client
-	keys     *keyring
+	keys     idTokenKeys
 	op       *op.Provider
 	handler  http.Handler
 	clock    flows.Clock
@@ -133,8 +134,16 @@ func New(o Options) (*Provider, error) {
 	if o.AuthorizePerIPPerMinute < 0 {
 		return nil, errors.New("oidc provider: AuthorizePerIPPerMinute must not be negative")
 	}
-	o.Keys.setDefaults()
 	sealKey, err := seal.Derive(o.Secret, "oidc-signing-keys")
+	if err != nil {
+		return nil, fmt.Errorf("oidc provider: %w", err)
+	}
+	algs := make([]keyring.Alg, len(signingAlgs))
+	for i, a := range signingAlgs {
+		algs[i] = keyring.Alg(a)
+	}
+	ring, err := keyring.New(keyring.Options{Store: o.Flows.Store(), Seal: sealKey, Clock: o.Clock, Use: flows.KeyUseOIDC,
+		Algs: algs, Policy: keyring.Policy(o.Keys), Defaults: defaultKeyPolicy, CommonName: keyCommonName})
 	if err != nil {
 		return nil, fmt.Errorf("oidc provider: %w", err)
 	}
@@ -146,7 +155,7 @@ func New(o Options) (*Provider, error) {
 		flows: o.Flows, issuer: issuer, clients: map[string]*client{}, clock: o.Clock, log: o.Logger,
 		ttl: o.RequestTTL, stepPath: o.StepPath,
 		clientIP: o.ClientIP, authorizeHits: &ratelimit.Window{Limit: o.AuthorizePerIPPerMinute}, authFails: &ratelimit.Failures{Burst: clientAuthBurst, Every: clientAuthEvery},
-		keys: &keyring{store: o.Flows.Store(), seal: sealKey, clock: o.Clock, policy: o.Keys},
+		keys: idTokenKeys{ring},
 	}
 	for _, cfg := range o.Clients {
 		if err := cfg.check(); err != nil {
@@ -211,10 +220,10 @@ func (p *Provider) Issuer() string { return p.issuer }
 
 // RotateKeys makes new signing keys that sign from now; the old ones stay
 // in the key set until the tokens they signed have expired.
-func (p *Provider) RotateKeys(ctx context.Context) ([]KeyInfo, error) { return p.keys.Rotate(ctx) }
+func (p *Provider) RotateKeys(ctx context.Context) ([]KeyInfo, error) { return p.keys.ring.Rotate(ctx) }
 
 // SigningKeys lists the published signing keys.
-func (p *Provider) SigningKeys(ctx context.Context) ([]KeyInfo, error) { return p.keys.Info(ctx) }
+func (p *Provider) SigningKeys(ctx context.Context) ([]KeyInfo, error) { return p.keys.ring.Info(ctx) }
 
 func (p *Provider) store() flows.Store { return p.flows.Store() }
 

@@ -17,6 +17,9 @@ func signing(t *testing.T, op *oidcop.Provider) (signers map[string]string, publ
 	}
 	signers = map[string]string{}
 	for _, k := range keys {
+		if k.Use != "oidc" {
+			t.Errorf("key %s has use %q, want oidc", k.ID, k.Use)
+		}
 		if k.Signing {
 			signers[k.Alg] = k.ID
 		}
@@ -24,26 +27,26 @@ func signing(t *testing.T, op *oidcop.Provider) (signers map[string]string, publ
 	return signers, len(keys)
 }
 
-// TestScheduledRotation: the next key is published a day before it signs,
-// and the replaced one stays published a day after, then leaves.
-func TestScheduledRotation(t *testing.T) {
+// TestKeyPolicyDefaults: the OP's keys rotate every 90 days and the next
+// one is published a day ahead (the rotation itself is tested in
+// provider/internal/keyring).
+func TestKeyPolicyDefaults(t *testing.T) {
 	e := newEnv(t)
 	first, n := signing(t, e.op)
 	if n != 2 || first["ES256"] == "" || first["RS256"] == "" {
 		t.Fatalf("first start: %v, %d keys", first, n)
 	}
-	e.clock.Advance(90*24*time.Hour - 23*time.Hour) // inside the last day of the first keys
+	e.clock.Advance(90*24*time.Hour - 25*time.Hour) // before the last day of the first keys
+	if _, n = signing(t, e.op); n != 2 {
+		t.Fatalf("two days before the rotation: %d keys published, want 2", n)
+	}
+	e.clock.Advance(2 * time.Hour) // inside the last day
 	now, n := signing(t, e.op)
 	if n != 4 || now["ES256"] != first["ES256"] || now["RS256"] != first["RS256"] {
 		t.Fatalf("a day before the rotation: signers %v (want %v), %d keys published (want 4)", now, first, n)
 	}
 	e.clock.Advance(24 * time.Hour) // the new keys sign
-	now, n = signing(t, e.op)
-	if n != 4 || now["ES256"] == first["ES256"] || now["RS256"] == first["RS256"] {
-		t.Fatalf("after the rotation: signers %v, %d keys published (want the old ones still there)", now, n)
-	}
-	e.clock.Advance(25 * time.Hour) // past KeepAfter
-	if _, n = signing(t, e.op); n != 2 {
-		t.Fatalf("a day after the rotation: %d keys published, want 2", n)
+	if now, _ = signing(t, e.op); now["ES256"] == first["ES256"] || now["RS256"] == first["RS256"] {
+		t.Fatalf("after the rotation: signers %v", now)
 	}
 }
