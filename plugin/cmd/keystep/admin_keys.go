@@ -10,7 +10,7 @@ import (
 )
 
 func newKeysCmd(f *adminFlags) *cobra.Command {
-	cmd := group(&cobra.Command{Use: "keys", Short: "List and rotate the ID token signing keys"})
+	cmd := group(&cobra.Command{Use: "keys", Short: "List and rotate the signing keys (ID tokens, SAML assertions)"})
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the published signing keys",
@@ -27,22 +27,24 @@ func newKeysCmd(f *adminFlags) *cobra.Command {
 			return printKeys(f.out(cmd), keys)
 		},
 	}
+	var use string
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Make new signing keys that sign from now (the old ones stay published until their tokens expire)",
+		Short: "Make new signing keys that sign from now (the old ones stay published until what they signed expires)",
 		Args:  nArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
 			}
-			keys, err := c.RotateKeys(cmd.Context())
+			keys, err := c.RotateKeys(cmd.Context(), use)
 			if err != nil {
 				return err
 			}
 			return printKeys(f.out(cmd), keys)
 		},
 	}
+	rotate.Flags().StringVar(&use, "use", "", "the `oidc|saml` keys to rotate (required when the server signs for both)")
 	cmd.AddCommand(list, rotate)
 	return cmd
 }
@@ -52,7 +54,7 @@ func printKeys(o output, keys api.KeyList) error {
 		return o.object(keys)
 	}
 	tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
-	tw.Write([]byte("KID\tALG\tSIGNS FROM\tRETIRES\tSIGNING\n"))
+	tw.Write([]byte("USE\tKID\tALG\tSIGNS FROM\tRETIRES\tSIGNING\n"))
 	for _, k := range keys.Keys {
 		retire := "-"
 		if !k.RetireAt.IsZero() {
@@ -62,7 +64,7 @@ func printKeys(o output, keys api.KeyList) error {
 		if k.Signing {
 			signing = "yes"
 		}
-		tw.Write([]byte(k.ID + "\t" + k.Alg + "\t" + k.ActiveAt.Format(time.RFC3339) + "\t" + retire + "\t" + signing + "\n"))
+		tw.Write([]byte(k.Use + "\t" + k.ID + "\t" + k.Alg + "\t" + k.ActiveAt.Format(time.RFC3339) + "\t" + retire + "\t" + signing + "\n"))
 	}
 	return tw.Flush()
 }

@@ -61,7 +61,7 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 		p.Handle(path, op.Handler())
 	}
 	step.Register(p.Mux())
-	p.MountKeys(keyRing{op})
+	p.MountKeys(string(flows.KeyUseOIDC), keyRing{op})
 	log.Info("OpenID Provider", "issuer", op.Issuer(), "discovery", op.Issuer()+"/.well-known/openid-configuration", "clients", len(clients))
 	return nil
 }
@@ -76,23 +76,30 @@ func secureCookies(u *url.URL, insecureDev bool) bool {
 	return !insecureDev
 }
 
-// keyRing shows the OpenID Provider's keys to the admin API.
-type keyRing struct{ op *oidcop.Provider }
+// keySource is a front door's signing keys: the OpenID Provider's, or any
+// other that lists them as oidcop.KeyInfo (the keyring's Info).
+type keySource interface {
+	SigningKeys(ctx context.Context) ([]oidcop.KeyInfo, error)
+	RotateKeys(ctx context.Context) ([]oidcop.KeyInfo, error)
+}
+
+// keyRing shows a front door's keys to the admin API.
+type keyRing struct{ src keySource }
 
 func (k keyRing) SigningKeys(ctx context.Context) ([]api.SigningKey, error) {
-	list, err := k.op.SigningKeys(ctx)
+	list, err := k.src.SigningKeys(ctx)
 	return wireKeys(list), err
 }
 
 func (k keyRing) RotateKeys(ctx context.Context) ([]api.SigningKey, error) {
-	list, err := k.op.RotateKeys(ctx)
+	list, err := k.src.RotateKeys(ctx)
 	return wireKeys(list), err
 }
 
 func wireKeys(list []oidcop.KeyInfo) []api.SigningKey {
 	out := make([]api.SigningKey, 0, len(list))
 	for _, k := range list {
-		out = append(out, api.SigningKey{ID: k.ID, Alg: k.Alg, CreatedAt: k.CreatedAt, ActiveAt: k.ActiveAt, RetireAt: k.RetireAt, Signing: k.Signing})
+		out = append(out, api.SigningKey{ID: k.ID, Alg: k.Alg, Use: k.Use, CreatedAt: k.CreatedAt, ActiveAt: k.ActiveAt, RetireAt: k.RetireAt, Signing: k.Signing})
 	}
 	return out
 }
