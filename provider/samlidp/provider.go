@@ -369,3 +369,15 @@ func (s *sp) hasEncryptionKey() bool {
 	_, err := encryptionCert(s.meta)
 	return err == nil
 }
+
+// KeyPolicy says when signing keys rotate (see Options.Keys).
+type KeyPolicy = keyring.Policy
+
+// SigningAlg is the algorithm an SP's assertions are signed with.
+type SigningAlg = keyring.Alg
+
+// Signing algorithms.
+const (
+	RS256 SigningAlg = keyring.RS256 // RSA-SHA256 with a 2048-bit key (the default)
+	ES256 SigningAlg = keyring.ES256 // ECDSA-SHA256 with P-256
+)

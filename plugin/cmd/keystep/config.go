@@ -42,6 +42,8 @@ type Config struct {
 	Admins []AdminConfig
 	// OIDC is the OpenID Provider's clients and keys.
 	OIDC OIDCConfig
+	// SAML is the SAML Identity Provider's service providers and keys.
+	SAML SAMLConfig
 	// InsecureDev allows an http:// public URL on a non-loopback host and
 	// cookies without Secure (--insecure-dev; never in production).
 	InsecureDev bool
@@ -202,6 +204,7 @@ func (c *Config) schema() schema {
 	maps.Copy(s, c.codesSchema())
 	maps.Copy(s, c.sendersSchema())
 	maps.Copy(s, c.oidcSchema())
+	maps.Copy(s, c.samlSchema())
 	return s
 }
 
@@ -416,6 +419,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateCodes()...)
 	errs = append(errs, c.validateAdmins()...)
 	errs = append(errs, c.validateOIDC()...)
+	errs = append(errs, c.validateSAML()...)
 	return errors.Join(errs...)
 }
 

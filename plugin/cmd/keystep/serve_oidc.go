@@ -14,8 +14,8 @@ import (
 	"github.com/keystep/keystep/provider/steppage"
 )
 
-// mountFederation builds the OpenID Provider and the step page and mounts
-// them on the server.
+// mountFederation builds the OpenID Provider, the SAML IdP and the step
+// page they share, and mounts them on the server.
 func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *flows.Service, secret []byte, publicURL, dataDir string, log *slog.Logger) error {
 	var clients []oidcop.ClientConfig
 	for _, cc := range cfg.OIDC.Clients {
@@ -50,8 +50,13 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 	if err != nil {
 		return err
 	}
+	idp, err := newSAMLIdP(ctx, cfg, p, svc, secret, publicURL, log)
+	if err != nil {
+		return err
+	}
+	requests := steppage.ByProtocol(svc.Store(), map[string]steppage.Requests{"oidc": op, "saml": idp})
 	step, err := steppage.New(ctx, steppage.Options{
-		Flows: svc, Requests: op, SealKey: secret, Secure: secureCookies(u, cfg.InsecureDev),
+		Flows: svc, Requests: requests, SealKey: secret, Secure: secureCookies(u, cfg.InsecureDev),
 		ClientIP: p.ClientIP, Logger: log,
 	})
 	if err != nil {
@@ -62,6 +67,7 @@ func mountFederation(ctx context.Context, cfg Config, p *provider.Server, svc *f
 	}
 	step.Register(p.Mux())
 	p.MountKeys(string(flows.KeyUseOIDC), keyRing{op})
+	p.MountKeys(string(flows.KeyUseSAML), keyRing{idp})
 	log.Info("OpenID Provider", "issuer", op.Issuer(), "discovery", op.Issuer()+"/.well-known/openid-configuration", "clients", len(clients))
 	return nil
 }
