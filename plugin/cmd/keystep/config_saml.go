@@ -134,7 +134,7 @@ func (c *Config) validateSAML() []error {
 	want := c.SAML.WantSignedRequests == nil || *c.SAML.WantSignedRequests
 	seen, seenEntity := map[string]bool{}, map[string]bool{}
 	for i, sc := range c.SAML.ServiceProviders {
-		if seen[sc.ID] || seenEntity[sc.EntityID] {
+		if (sc.ID != "" && seen[sc.ID]) || (sc.EntityID != "" && seenEntity[sc.EntityID]) {
 			errs = append(errs, c.keyError("saml.service_providers", "service provider %d: id %q or entity_id %q is given twice", i+1, sc.ID, sc.EntityID))
 		}
 		seen[sc.ID], seenEntity[sc.EntityID] = true, true
