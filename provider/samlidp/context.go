@@ -54,11 +54,3 @@ func strengths(extra map[string]int) map[string]int {
 	maps.Copy(s, extra)
 	return s
 }
-
-// requestedClasses lists the classes a request names, if any.
-func requestedClasses(r *saml.AuthnRequest) []string {
-	if r.RequestedAuthnContext == nil {
-		return nil
-	}
-	return r.RequestedAuthnContext.ClassRefs()
-}

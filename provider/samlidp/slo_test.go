@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/crewjam/saml"
 	"github.com/keystep/keystep/provider/samlidp/samltest"
 	"github.com/keystep/keystep/provider/steppage/steptest"
 )
@@ -13,7 +14,11 @@ import (
 // keeps no session to end); an unsigned one gets nothing.
 func TestSingleLogout(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	u, err := e.sp.MakeRedirectLogoutRequest("alice", "relay-slo")
+	lr, err := e.sp.MakeLogoutRequest(e.ts.URL+"/saml/slo", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.sp.RedirectLogoutRequestURL(lr, "relay-slo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,8 +31,12 @@ func TestSingleLogout(t *testing.T) {
 		t.Fatalf("SLO redirects to %q", p.Location)
 	}
 	r, _ := http.NewRequest(http.MethodGet, p.Location, nil)
-	if err := e.sp.ValidateLogoutResponseRequest(r); err != nil {
-		t.Errorf("the SP refuses the LogoutResponse: %v", err)
+	resp, err := e.sp.ParseLogoutResponse(r, []string{lr.ID})
+	if err != nil {
+		t.Fatalf("the SP refuses the LogoutResponse: %v", err)
+	}
+	if resp.Status.StatusCode.Value != saml.StatusSuccess {
+		t.Errorf("logout status %s", resp.Status.StatusCode.Value)
 	}
 	if loc.Query().Get("RelayState") != "relay-slo" || loc.Query().Get("Signature") == "" {
 		t.Errorf("LogoutResponse query %v", loc.Query())

@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/keystep/keystep/provider/adminclient"
+	"github.com/keystep/keystep/provider/api"
+	"github.com/keystep/keystep/provider/authenticator"
+	"github.com/keystep/keystep/provider/steppage/steptest"
+)
+
+// BenchmarkSAMLSignIn measures complete SAML sign-ins per second against
+// one real `keystep serve` process over loopback HTTP, as
+// BenchmarkOIDCSignIn does for OpenID Connect: a samlsp app's signed
+// AuthnRequest naming the user (HTTP-POST), the step page, the reference
+// authenticator's signed approval, Continue, keystep's signed assertion
+// (RSA-SHA256, twice: assertion and Response) and the app's ACS checking
+// it. push.limit and saml.sso_per_ip_per_minute are raised as there.
+func BenchmarkSAMLSignIn(b *testing.B) {
+	app, other := newSAMLApp(b, false), newSAMLApp(b, true)
+	cfg := writeConfig(b, "push:", "  limit: 1000", "saml:", "  sso_per_ip_per_minute: 1000000", "  service_providers:",
+		"    - {id: portal, name: Example portal, encrypt_assertions: never, entity_id: "+app.entityID+", metadata_file: "+app.metadataFile+"}",
+		"    - {id: other, entity_id: "+other.entityID+", metadata_file: "+other.metadataFile+"}")
+	srv, keystepServe := startLoggedServer(b, "--config", cfg)
+	app.trustIdP(srv)
+	ctx := context.Background()
+
+	tr := &http.Transport{MaxIdleConns: 4 * benchWorkers, MaxIdleConnsPerHost: 4 * benchWorkers, IdleConnTimeout: time.Minute}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+	token, err := os.ReadFile(filepath.Join(srv.Data, "admin-token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := adminclient.New(srv.URL, string(token), adminclient.WithHTTPClient(hc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := make(chan *benchUser, benchUsers)
+	dir := b.TempDir()
+	for i := range benchUsers {
+		name := fmt.Sprintf("user%02d", i)
+		if _, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"}); err != nil {
+			b.Fatal(err)
+		}
+		inv, err := admin.Invite(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		phone, err := authenticator.Open(filepath.Join(dir, name+".json"), authenticator.WithHTTPClient(hc))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := phone.Enroll(ctx, inv.Link); err != nil {
+			b.Fatal(err)
+		}
+		pool <- &benchUser{name: name, phone: phone}
+	}
+	u := <-pool
+	if err := benchSAMLSignIn(ctx, b, srv, app, tr, u); err != nil { // makes the signing key
+		b.Fatal(err)
+	}
+	pool <- u
+
+	b.SetParallelism((benchWorkers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	serverCPU, okServer := cpuTime(keystepServe.pid)
+	selfCPU, okSelf := cpuTime(os.Getpid())
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := <-pool
+			err := benchSAMLSignIn(ctx, b, srv, app, tr, u)
+			pool <- u
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
+	if now, ok := cpuTime(keystepServe.pid); ok && okServer {
+		b.ReportMetric(float64((now-serverCPU).Microseconds())/float64(b.N), "server-cpu-us/op")
+	}
+	if now, ok := cpuTime(os.Getpid()); ok && okSelf {
+		b.ReportMetric(float64((now-selfCPU).Microseconds())/float64(b.N), "client-cpu-us/op")
+	}
+}
+
+// benchSAMLSignIn runs one SAML sign-in of u from a fresh browser, to the
+// app's ACS accepting the assertion.
+func benchSAMLSignIn(ctx context.Context, tb testing.TB, srv server, app *samlApp, tr http.RoundTripper, u *benchUser) error {
+	br := steptest.NewBrowser(tb)
+	br.Client.Transport = tr
+	_, r := app.request(br, saml.HTTPPostBinding, u.name, nil)
+	p := br.Do(r)
+	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, srv.URL+"/step/") {
+		return fmt.Errorf("%s: SSO answered %d → %q:\n%s", u.name, p.Status, p.Location, p.Body)
+	}
+	step := br.Follow(p)
+	m := stepNumberRE.FindStringSubmatch(step.Body)
+	if step.Status != http.StatusOK || m == nil {
+		return fmt.Errorf("%s: step page %d without a number:\n%s", u.name, step.Status, step.Body)
+	}
+	reqs, err := u.phone.Pending(ctx)
+	if err != nil || len(reqs) != 1 {
+		return fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
+	}
+	if _, err := u.phone.ApproveRequest(ctx, reqs[0], m[1]); err != nil {
+		return fmt.Errorf("%s: approve: %w", u.name, err)
+	}
+	f, ok := step.FindForm("/finish")
+	if !ok {
+		return fmt.Errorf("%s: no Continue form:\n%s", u.name, step.Body)
+	}
+	ans := br.Submit(f, nil)
+	form, ok := ans.FindForm("/saml/acs")
+	if ans.Status != http.StatusOK || !ok {
+		return fmt.Errorf("%s: Continue answered %d:\n%s", u.name, ans.Status, ans.Body)
+	}
+	acs := br.Post(form.Action, form.Fields)
+	if loc, err := url.Parse(acs.Location); acs.Status != http.StatusFound || err != nil || loc.Path != "/app" {
+		return fmt.Errorf("%s: the app's ACS answered %d → %q:\n%s", u.name, acs.Status, acs.Location, acs.Body)
+	}
+	return nil
+}
