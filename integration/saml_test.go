@@ -29,17 +29,56 @@ type samlApp struct {
 	ts           *httptest.Server
 	metadataFile string
 	entityID     string
+	url          string // the app's own URL (its ACS is url/saml/acs)
+}
+
+// login is the app's own page that sends the browser to keystep for the
+// user named in ?user=: an auto-posting form (HTTP-POST binding) with a
+// signed AuthnRequest, tracked by the app's cookie.
+func (a *samlApp) login(w http.ResponseWriter, r *http.Request) {
+	sp := &a.m.ServiceProvider
+	req, err := sp.MakeAuthenticationRequest(sp.GetSSOBindingLocation(saml.HTTPPostBinding), saml.HTTPPostBinding, saml.HTTPPostBinding)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	req.Subject = &saml.Subject{NameID: &saml.NameID{Value: r.URL.Query().Get("user")}}
+	req.Signature = nil
+	if err := sp.SignAuthnRequest(req); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	relay, err := a.m.RequestTracker.TrackRequest(w, httptest.NewRequest(http.MethodGet, a.url+"/app", nil), req.ID)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte("<!DOCTYPE html><html><body>"))
+	_, _ = w.Write(req.Post(relay))
+	_, _ = w.Write([]byte("</body></html>"))
 }
 
 // newSAMLApp starts an app; encrypt asks keystep for encrypted assertions
 // (its metadata offers an encryption key).
 func newSAMLApp(t testing.TB, encrypt bool) *samlApp {
 	t.Helper()
+	return newSAMLAppOn(t, encrypt, "")
+}
+
+// newSAMLAppOn is newSAMLApp with the app's URL on another name of the
+// loopback host (such as localhost, which is another site than keystep's
+// 127.0.0.1 to a browser); "" keeps 127.0.0.1.
+func newSAMLAppOn(t testing.TB, encrypt bool, host string) *samlApp {
+	t.Helper()
 	ts := httptest.NewServer(nil)
 	t.Cleanup(ts.Close)
 	u, err := url.Parse(ts.URL)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if host != "" {
+		u.Host = host + ":" + u.Port()
 	}
 	key, cert := samltest.NewKey(t, "samlsp app")
 	o := samlsp.Options{URL: *u, Key: key, Certificate: cert, SignRequest: true,
@@ -53,8 +92,10 @@ func newSAMLApp(t testing.TB, encrypt bool) *samlApp {
 	}
 	// A step request names its user: the answer echoes that NameID.
 	m.ServiceProvider.AuthnNameIDFormat = saml.UnspecifiedNameIDFormat
+	a := &samlApp{t: t, m: m, ts: ts}
 	mux := http.NewServeMux()
 	mux.Handle("/saml/", m)
+	mux.HandleFunc("/login", a.login)
 	mux.Handle("/app", m.RequireAccount(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := samlsp.SessionFromContext(r.Context()).(samlsp.JWTSessionClaims)
 		_ = json.NewEncoder(w).Encode(map[string]string{"subject": s.Subject, "class": s.Attributes.Get("keystep-class")})
@@ -80,7 +121,8 @@ func newSAMLApp(t testing.TB, encrypt bool) *samlApp {
 	if err := os.WriteFile(path, buf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &samlApp{t: t, m: m, ts: ts, metadataFile: path, entityID: md.EntityID}
+	a.metadataFile, a.entityID, a.url = path, md.EntityID, u.String()
+	return a
 }
 
 // trustIdP reads keystep's metadata as the app's admin would.
@@ -109,11 +151,11 @@ func (a *samlApp) request(b *steptest.Browser, binding, user string, edit func(*
 		edit(req)
 	}
 	rec := httptest.NewRecorder()
-	relay, err := a.m.RequestTracker.TrackRequest(rec, httptest.NewRequest(http.MethodGet, a.ts.URL+"/app", nil), req.ID)
+	relay, err := a.m.RequestTracker.TrackRequest(rec, httptest.NewRequest(http.MethodGet, a.url+"/app", nil), req.ID)
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	appURL, _ := url.Parse(a.ts.URL)
+	appURL, _ := url.Parse(a.url)
 	b.Client.Jar.SetCookies(appURL, rec.Result().Cookies())
 	req.Signature = nil
 	if binding == saml.HTTPRedirectBinding {
@@ -137,7 +179,7 @@ func (a *samlApp) request(b *steptest.Browser, binding, user string, edit func(*
 // acs posts keystep's answer to the app and returns the app's page.
 func (a *samlApp) acs(b *steptest.Browser, fields url.Values) *steptest.Page {
 	a.t.Helper()
-	p := b.Post(a.ts.URL+"/saml/acs", fields)
+	p := b.Post(a.url+"/saml/acs", fields)
 	if p.Status != http.StatusFound && p.Status != http.StatusSeeOther {
 		a.t.Fatalf("the app's ACS answered %d:\n%s", p.Status, p.Body)
 	}
@@ -188,7 +230,7 @@ func TestSAMLWithSamlsp(t *testing.T) {
 		if !strings.Contains(step.Text(), client) {
 			t.Errorf("the step page does not name %s:\n%s", client, step.Text())
 		}
-		fields := autoPost(t, w.approveStep(b, step, "phone.json", client), app.ts.URL+"/saml/acs")
+		fields := autoPost(t, w.approveStep(b, step, "phone.json", client), app.url+"/saml/acs")
 		raw, err := base64.StdEncoding.DecodeString(fields.Get("SAMLResponse"))
 		if err != nil {
 			t.Fatal(err)
@@ -241,10 +283,10 @@ func TestSAMLWithSamlsp(t *testing.T) {
 	// Error statuses: posted to the app, which opens no session.
 	status := func(t *testing.T, p *steptest.Page, app *samlApp) samltest.Status {
 		t.Helper()
-		fields := autoPost(t, p, app.ts.URL+"/saml/acs")
+		fields := autoPost(t, p, app.url+"/saml/acs")
 		st, _ := samltest.ReadStatus(t, fields.Get("SAMLResponse"))
 		b := steptest.NewBrowser(t)
-		if page := b.Post(app.ts.URL+"/saml/acs", fields); page.Status == http.StatusFound || page.Status == http.StatusSeeOther {
+		if page := b.Post(app.url+"/saml/acs", fields); page.Status == http.StatusFound || page.Status == http.StatusSeeOther {
 			t.Errorf("the app accepted an error response: %d → %s", page.Status, page.Location)
 		}
 		return st
@@ -308,7 +350,7 @@ func TestSAMLWithSamlsp(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := steptest.NewBrowser(t).Get(u.String())
-		if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, portal.ts.URL+"/saml/slo?") {
+		if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, portal.url+"/saml/slo?") {
 			t.Fatalf("SLO answered %d → %s\n%s", p.Status, p.Location, p.Body)
 		}
 		r, _ := http.NewRequest(http.MethodGet, p.Location, nil)
