@@ -212,9 +212,10 @@ func New(o Options) (*Provider, error) {
 	return p, nil
 }
 
-// Start loads every SP's metadata and, until ctx ends, refreshes the ones
-// fetched from a URL. An SP whose metadata cannot be loaded is logged and
-// unusable until a refresh succeeds; it does not stop the others.
+// Start loads every SP's metadata and, until ctx ends, loads it again on
+// each SP's schedule (a file is read again, a URL fetched again). An SP
+// whose metadata cannot be loaded is logged and unusable until a refresh
+// succeeds; it does not stop the others.
 func (p *Provider) Start(ctx context.Context) {
 	p.startWith(ctx, time.After)
 }
@@ -226,9 +227,7 @@ func (p *Provider) startWith(ctx context.Context, wake func(time.Duration) <-cha
 		} else if s.cfg.Encrypt == EncryptAuto && !s.hasEncryptionKey() {
 			p.log.Info("saml: service provider offers no RSA encryption key; its assertions are signed, not encrypted", "sp", s.cfg.ID)
 		}
-		if s.cfg.MetadataURL != "" {
-			go p.registry.refreshLoop(ctx, s, wake)
-		}
+		go p.registry.refreshLoop(ctx, s, wake)
 	}
 }
 

@@ -68,7 +68,8 @@ type SPConfig struct {
 	// MetadataCerts, when set, must have signed the metadata (a signature
 	// on its root element).
 	MetadataCerts []*x509.Certificate
-	// Refresh is how often MetadataURL is fetched again (default 1 h).
+	// Refresh is how often the metadata is read or fetched again
+	// (default 1 h).
 	Refresh time.Duration
 	// Methods are the methods its users may use (default push, qr).
 	Methods []flows.Method
@@ -492,7 +493,7 @@ func dropEncryptionKeys(m *saml.EntityDescriptor) {
 	}
 }
 
-// refreshLoop fetches URL metadata again on schedule until ctx ends.
+// refreshLoop loads the SP's metadata again on schedule until ctx ends.
 func (g *registry) refreshLoop(ctx context.Context, s *sp, wake func(time.Duration) <-chan time.Time) {
 	for {
 		wait := s.cfg.Refresh
