@@ -50,9 +50,50 @@ need_pkg_py() {
 	fi
 }
 
+# need_simplesamlphp: install Debian's SimpleSAMLphp (internal/ssptest runs
+# it with php -S) and PHP's dom extension (php-xml) when missing. The
+# simplesamlphp package depends on a web server and pulls in apache2: a
+# policy-rc.d that refuses every start, written for the install when there is
+# none and removed afterwards, keeps apache from starting and taking :80.
+need_simplesamlphp() {
+	local pkgs=() policy= rc=0
+	if [ -z "${KEYSTEP_TEST_SIMPLESAMLPHP:-}" ] && [ ! -f /usr/share/simplesamlphp/www/_include.php ]; then
+		pkgs+=(simplesamlphp)
+	fi
+	if ! php -r 'exit(extension_loaded("dom") ? 0 : 1);' >/dev/null 2>&1; then
+		pkgs+=(php-xml)
+	fi
+	if [ ${#pkgs[@]} -eq 0 ]; then
+		return
+	fi
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		log "installing ${pkgs[*]}"
+		if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\n# written by keystep scripts/test.sh while it installs packages\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			policy=1
+		fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null || rc=$?
+		if [ -n "$policy" ]; then
+			rm -f /usr/sbin/policy-rc.d
+		fi
+		if [ "$rc" != 0 ]; then
+			echo "apt-get install ${pkgs[*]} failed" >&2
+			exit "$rc"
+		fi
+	else
+		echo "missing ${pkgs[*]}: install the Debian packages ${pkgs[*]}" >&2
+		exit 1
+	fi
+}
+
 need_pkg initdb postgresql
 need_pkg_py aiosmtpd python3-aiosmtpd
 need_pkg chromium chromium
+need_pkg php php-cli
+need_pkg xmlsec1 xmlsec1
+need_simplesamlphp
 
 # The browser tests save a screenshot of each step page state here.
 export KEYSTEP_TEST_ARTIFACTS=${KEYSTEP_TEST_ARTIFACTS:-$PWD/test-artifacts}
