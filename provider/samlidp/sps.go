@@ -289,9 +289,6 @@ type logger interface {
 func (g *registry) GetServiceProvider(_ *http.Request, entityID string) (*saml.EntityDescriptor, error) {
 	s := g.byEntity[entityID]
 	if s == nil {
-		s = g.byID[entityID] // IdP-initiated logins name the slug
-	}
-	if s == nil {
 		return nil, os.ErrNotExist
 	}
 	m, err := s.metadata(g.clock.Now())
