@@ -272,6 +272,9 @@ func (p *Provider) idpFor(ctx context.Context, s *sp, now time.Time) (*saml.Iden
 	}
 	idp := p.baseIDP(now)
 	idp.Signer, idp.Certificate = key.Signer, key.Cert
+	if alg == keyring.ES256 {
+		idp.Signer = rawECDSA{key.Signer}
+	}
 	if enc != nil {
 		if idp.AssertionEncrypter, err = enc.encrypter(); err != nil {
 			return nil, err

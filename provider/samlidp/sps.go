@@ -88,8 +88,9 @@ type SPConfig struct {
 	REFEDSMFA       string // REFEDSNever (default), REFEDSRequested, REFEDSAlways
 	SigningAlg      keyring.Alg
 	Encrypt         string // EncryptAuto (default), EncryptNever, EncryptRequired
-	// KeyTransport is rsa-oaep (default, xmlenc11 with SHA-256) or
-	// rsa-oaep-mgf1p (SHA-1 digest, for old SPs).
+	// KeyTransport is rsa-oaep (default: XML Encryption 1.1 RSA-OAEP with
+	// SHA-256) or rsa-oaep-mgf1p (1.0's RSA-OAEP with SHA-1, for SPs on
+	// xmlseclibs such as SimpleSAMLphp 1.x, which know no other).
 	KeyTransport string
 	// BlockCipher is aes256-gcm (default), aes128-gcm, aes256-cbc or
 	// aes128-cbc.
@@ -221,7 +222,10 @@ func (c *SPConfig) encrypter() (xmlenc.Encrypter, error) {
 	case "", "rsa-oaep":
 		e = xmlenc.OAEP_SHA256()
 	case "rsa-oaep-mgf1p":
+		// XML Encryption 1.0's RSA-OAEP: MGF1 with SHA-1 and, as
+		// xmlseclibs (SimpleSAMLphp) requires, a SHA-1 OAEP digest.
 		e = xmlenc.OAEP()
+		e.DigestMethod = &xmlenc.SHA1
 	default:
 		return nil, fmt.Errorf("encryption key_transport must be rsa-oaep or rsa-oaep-mgf1p, not %q", c.KeyTransport)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/provider"
@@ -34,9 +37,31 @@ func newSAMLIdP(ctx context.Context, cfg Config, p *provider.Server, svc *flows.
 		return nil, err
 	}
 	idp.Start(ctx)
+	go reloadOnHangup(ctx, idp, log)
 	for _, path := range samlidp.Paths {
 		p.Handle(path, idp.Handler())
 	}
 	log.Info("SAML IdP", "entity_id", idp.EntityID(), "metadata", idp.EntityID(), "service_providers", idp.ServiceProviders())
 	return idp, nil
+}
+
+// reloadOnHangup reads every SP's metadata again when the process gets
+// SIGHUP (an SP changed its keys or endpoints: no need to wait for the
+// next scheduled refresh), until ctx ends.
+func reloadOnHangup(ctx context.Context, idp *samlidp.Provider, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := idp.Reload(ctx); err != nil {
+				log.Warn("SAML service provider metadata reloaded, with errors (the last good copy stays)", "err", err)
+			} else {
+				log.Info("SAML service provider metadata reloaded", "service_providers", idp.ServiceProviders())
+			}
+		}
+	}
 }
