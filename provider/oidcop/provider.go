@@ -25,6 +25,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/internal/accounts"
 	"github.com/keystep/keystep/provider/internal/keyring"
 	"github.com/keystep/keystep/provider/internal/ratelimit"
 	"github.com/keystep/keystep/provider/internal/seal"
@@ -320,46 +321,14 @@ func errUnknownUser() *oidc.Error {
 }
 
 func (p *Provider) matchAccount(ctx context.Context, match, value string) (flows.Account, error) {
-	var a flows.Account
-	var err error
-	if match == MatchID {
-		a, err = p.store().GetAccount(ctx, value)
-	} else {
-		a, err = p.store().GetAccountByUsername(ctx, value)
-	}
-	if errors.Is(err, flows.ErrNotFound) || errors.Is(err, flows.ErrInvalid) {
+	a, err := accounts.Find(ctx, p.store(), match == MatchID, value)
+	if errors.Is(err, accounts.ErrUnknown) {
 		return a, errUnknownUser()
 	}
 	if err != nil {
 		return a, oidc.ErrServerError().WithParent(err)
 	}
-	// The store folds usernames with Unicode lower-casing, which maps the
-	// Kelvin sign to "k": a name must match the account's but for the
-	// case of ASCII letters.
-	if match != MatchID && !asciiFoldEqual(a.Username, value) {
-		return flows.Account{}, errUnknownUser()
-	}
 	return a, nil
-}
-
-// asciiFoldEqual compares two names ignoring only the case of ASCII letters.
-func asciiFoldEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // linkedAccount finds the account linked to (issuer, subject). The first

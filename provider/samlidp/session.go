@@ -15,6 +15,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/internal/accounts"
 )
 
 // maxRelayState bounds the RelayState keystep keeps and sends back. The
@@ -179,45 +180,11 @@ func (p *Provider) useRequestID(ctx context.Context, entity, id string, issued t
 
 // matchAccount finds the account a NameID names.
 func (p *Provider) matchAccount(ctx context.Context, match, value string) (flows.Account, error) {
-	var a flows.Account
-	var err error
-	if match == MatchID {
-		a, err = p.store().GetAccount(ctx, value)
-	} else {
-		a, err = p.store().GetAccountByUsername(ctx, value)
-	}
-	if errors.Is(err, flows.ErrNotFound) || errors.Is(err, flows.ErrInvalid) {
+	a, err := accounts.Find(ctx, p.store(), match == MatchID, value)
+	if errors.Is(err, accounts.ErrUnknown) {
 		return a, unknownPrincipal()
 	}
-	if err != nil {
-		return a, fmt.Errorf("account: %w", err)
-	}
-	// The store folds usernames with Unicode lower-casing: a name must
-	// match the account's but for the case of ASCII letters.
-	if match != MatchID && !asciiFoldEqual(a.Username, value) {
-		return flows.Account{}, unknownPrincipal()
-	}
-	return a, nil
-}
-
-// asciiFoldEqual compares two names ignoring only the case of ASCII letters.
-func asciiFoldEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	return a, err
 }
 
 // answerableMethods returns the SP's methods whose assertion the request
