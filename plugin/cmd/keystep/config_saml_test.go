@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,24 @@ saml:
 				t.Errorf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigSAMLDocExample: the configuration docs/saml.md shows is valid.
+func TestConfigSAMLDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/saml.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(saml:\n.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/saml.md has no saml: yaml block")
+	}
+	c, err := loadConfig(writeConfig(t, string(m[1])), envOf(nil), nil)
+	if err != nil {
+		t.Fatalf("docs/saml.md's configuration: %v", err)
+	}
+	if s := c.SAML; len(s.ServiceProviders) != 3 || !s.ServiceProviders[2].IdPInitiated || s.RotateEvery != 365*24*time.Hour {
+		t.Errorf("saml = %+v", s)
 	}
 }
