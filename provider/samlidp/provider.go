@@ -197,7 +197,9 @@ func New(o Options) (*Provider, error) {
 	p.keys, err = keyring.New(keyring.Options{
 		Store: o.Flows.Store(), Seal: sealKey, Clock: o.Clock, Use: flows.KeyUseSAML, Algs: ring, Policy: o.Keys,
 		Defaults:   keyring.Policy{RotateEvery: 365 * 24 * time.Hour, PublishAhead: 30 * 24 * time.Hour, KeepAfter: 24 * time.Hour},
-		CommonName: "keystep SAML signing key",
+		CommonName: "keystep SAML signing key", Logger: o.Logger,
+		NextKeyAdvice: "SPs that refresh keystep's metadata trust it in time; SPs that pin the signing certificate (ADFS or Okta without metadata monitoring) must import it from " +
+			base + "/saml/metadata before then",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saml idp: %w", err)

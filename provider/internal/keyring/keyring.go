@@ -16,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"sync"
@@ -81,6 +82,13 @@ type Options struct {
 	// certificates, which is followed by the key id (default "keystep
 	// <use> signing key").
 	CommonName string
+	// Logger gets a warning when a next key is published ahead of its
+	// time, with NextKeyAdvice (what the admin must do before it signs);
+	// nil: no log.
+	Logger *slog.Logger
+	// NextKeyAdvice ends the warning, e.g. "SPs that pin the signing
+	// certificate must import it before then".
+	NextKeyAdvice string
 }
 
 // Key is a published signing key, opened. Keys are shared: do not modify
@@ -123,6 +131,8 @@ type Ring struct {
 	algs   []Alg
 	policy Policy
 	cn     string
+	log    *slog.Logger
+	advice string
 
 	mu       sync.Mutex
 	keys     []*Key // published (not retired), oldest first
@@ -166,7 +176,7 @@ func New(o Options) (*Ring, error) {
 		o.CommonName = "keystep " + string(o.Use) + " signing key"
 	}
 	return &Ring{store: o.Store, seal: o.Seal, clock: o.Clock, use: o.Use, algs: slices.Clone(o.Algs),
-		policy: o.Policy, cn: o.CommonName}, nil
+		policy: o.Policy, cn: o.CommonName, log: o.Logger, advice: o.NextKeyAdvice}, nil
 }
 
 // Current returns the published keys (the signing ones, the next ones and
@@ -323,8 +333,13 @@ func (r *Ring) rotateDue(ctx context.Context, keys []*Key, now time.Time, force 
 			if at.Before(now.Add(r.policy.PublishAhead)) {
 				at = now.Add(r.policy.PublishAhead)
 			}
-			if _, err := r.create(ctx, alg, now, at); err != nil {
+			k, err := r.create(ctx, alg, now, at)
+			if err != nil {
 				return nil, err
+			}
+			if r.log != nil {
+				r.log.Warn("published the next "+string(r.use)+" signing key; it signs from active_at. "+r.advice,
+					"use", string(r.use), "kid", k.ID, "alg", string(alg), "active_at", at.UTC().Format(time.RFC3339))
 			}
 			if err := r.store.RetireKey(ctx, signing.ID, at.Add(r.policy.KeepAfter)); err != nil {
 				return nil, fmt.Errorf("retire signing key %s: %w", signing.ID, err)
