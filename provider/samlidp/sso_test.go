@@ -467,6 +467,9 @@ func TestIdPMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if log := e.logs.String(); !strings.Contains(log, "published the next saml signing key") || !strings.Contains(log, "must import it") {
+		t.Errorf("no warning that the next key is published:\n%s", log)
+	}
 	keys := md2.IDPSSODescriptors[0].KeyDescriptors
 	if len(keys) != 2 || keys[0].KeyInfo.X509Data.X509Certificates[0].Data != d.KeyDescriptors[0].KeyInfo.X509Data.X509Certificates[0].Data {
 		t.Errorf("after 336 days: %d keys, the signing one first? %v", len(keys), len(keys) > 0 &&
