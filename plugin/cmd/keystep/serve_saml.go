@@ -37,7 +37,11 @@ func newSAMLIdP(ctx context.Context, cfg Config, p *provider.Server, svc *flows.
 		return nil, err
 	}
 	idp.Start(ctx)
-	go reloadOnHangup(ctx, idp, log)
+	// Listen for SIGHUP before serving: one that came before Notify would
+	// end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go reloadOnHangup(ctx, hup, idp, log)
 	for _, path := range samlidp.Paths {
 		p.Handle(path, idp.Handler())
 	}
@@ -45,12 +49,9 @@ func newSAMLIdP(ctx context.Context, cfg Config, p *provider.Server, svc *flows.
 	return idp, nil
 }
 
-// reloadOnHangup reads every SP's metadata again when the process gets
-// SIGHUP (an SP changed its keys or endpoints: no need to wait for the
+// reloadOnHangup reads every SP's metadata again when hup gets SIGHUP (an SP changed its keys or endpoints: no need to wait for the
 // next scheduled refresh), until ctx ends.
-func reloadOnHangup(ctx context.Context, idp *samlidp.Provider, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func reloadOnHangup(ctx context.Context, hup chan os.Signal, idp *samlidp.Provider, log *slog.Logger) {
 	defer signal.Stop(hup)
 	for {
 		select {
