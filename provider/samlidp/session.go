@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/beevik/etree"
@@ -104,15 +106,11 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 		return refuse(&saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusNoPassive,
 			Message: "keystep always asks the user"})
 	}
-	subj := req.Request.Subject
-	switch {
-	case subj == nil || (subj.NameID == nil && subj.BaseID == nil && subj.EncryptedID == nil):
-		return refuse(&saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusRequestUnsupported,
-			Message: "name the user in <Subject><NameID>"})
-	case subj.NameID == nil || subj.NameID.Value == "":
-		return refuse(unknownPrincipal())
+	name, se := p.requestedName(req, sp)
+	if se != nil {
+		return refuse(se)
 	}
-	account, err := p.matchAccount(ctx, sp.cfg.Match, subj.NameID.Value)
+	account, err := p.matchAccount(ctx, sp.cfg.Match, name)
 	if err != nil {
 		var se *saml.StatusError
 		if errors.As(err, &se) {
@@ -134,8 +132,10 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 		NameIDPolicy: req.Request.NameIDPolicy, Signed: signed,
 		ForceAuthn: req.Request.ForceAuthn != nil && *req.Request.ForceAuthn,
 	}
-	nid := *subj.NameID
-	data.NameID = &nid
+	if subj := req.Request.Subject; subj != nil && subj.NameID != nil {
+		nid := *subj.NameID
+		data.NameID = &nid
+	}
 	if rac := req.Request.RequestedAuthnContext; rac != nil && len(rac.ClassRefs()) > 0 {
 		data.RAC = &requestedContext{Comparison: rac.Comparison, ClassRefs: rac.ClassRefs()}
 	}
@@ -158,6 +158,65 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 	p.log.Info("saml: request accepted; the user takes the step", "sp", sp.cfg.ID, "auth_request", id, "methods", data.Methods)
 	http.Redirect(w, r, p.stepPath+id, http.StatusSeeOther)
 	return nil
+}
+
+// requestedName is the name of the user the request asks a step for: its
+// <Subject><NameID>, or, for an SP configured with a NameAttribute and a
+// request without a Subject, the one value of that attribute in the
+// request's <Extensions>.
+func (p *Provider) requestedName(req *saml.IdpAuthnRequest, sp *sp) (string, *saml.StatusError) {
+	subj := req.Request.Subject
+	if subj == nil && sp.cfg.NameAttribute != "" {
+		name, err := extensionAttribute(req.RequestBuffer, sp.cfg.NameAttribute)
+		if err != nil {
+			p.log.Info("saml: the request names no user", "sp", sp.cfg.ID, "err", err)
+			return "", &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusRequestUnsupported,
+				Message: "name the user in <Subject><NameID> or in the attribute " + sp.cfg.NameAttribute}
+		}
+		return name, nil
+	}
+	switch {
+	case subj == nil || (subj.NameID == nil && subj.BaseID == nil && subj.EncryptedID == nil):
+		return "", &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusRequestUnsupported,
+			Message: "name the user in <Subject><NameID>"}
+	case subj.NameID == nil || subj.NameID.Value == "":
+		return "", unknownPrincipal()
+	}
+	return subj.NameID.Value, nil
+}
+
+// extensionAttribute reads the one value of the attribute name in the
+// <samlp:Extensions> of an AuthnRequest. The request's signature covers
+// its whole root element (the library accepts only a signature of the
+// root), so what is read here is signed; zero, several attributes of that
+// name or several values are refused as ambiguous.
+func extensionAttribute(request []byte, name string) (string, error) {
+	var doc struct {
+		Extensions *struct {
+			Attributes []saml.Attribute `xml:"urn:oasis:names:tc:SAML:2.0:assertion Attribute"`
+		} `xml:"urn:oasis:names:tc:SAML:2.0:protocol Extensions"`
+	}
+	if err := xml.Unmarshal(request, &doc); err != nil {
+		return "", fmt.Errorf("read the request: %w", err)
+	}
+	if doc.Extensions == nil {
+		return "", errors.New("no Subject and no Extensions")
+	}
+	value, found := "", 0
+	for _, a := range doc.Extensions.Attributes {
+		if a.Name != name {
+			continue
+		}
+		found++
+		if len(a.Values) != 1 {
+			return "", fmt.Errorf("the attribute %s has %d values", name, len(a.Values))
+		}
+		value = strings.TrimSpace(a.Values[0].Value)
+	}
+	if found != 1 || value == "" {
+		return "", fmt.Errorf("%d attributes %s with a value", found, name)
+	}
+	return value, nil
 }
 
 func unknownPrincipal() *saml.StatusError {

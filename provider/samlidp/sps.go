@@ -74,6 +74,10 @@ type SPConfig struct {
 	// Methods are the methods its users may use (default push, qr).
 	Methods []flows.Method
 	Match   string // MatchUsername (default) or MatchID
+	// NameAttribute, if set, names the user of a request that has no
+	// <Subject>: the one value of the <saml:Attribute> of that Name in the
+	// request's <samlp:Extensions> (inside the signature).
+	NameAttribute string
 	NameID  string // NameIDEcho (default), NameIDUsername or NameIDID
 	// NameIDFormat is the format of a NameID keystep makes (default
 	// unspecified); an echoed NameID keeps the request's format.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
@@ -541,4 +542,58 @@ func samlspParseSigned(raw []byte, e *env) (*saml.EntityDescriptor, error) {
 		return nil, err
 	}
 	return samlsp.ParseSignedMetadata(raw, []*x509.Certificate{c})
+}
+
+// TestNameByAttribute: an SP configured with a name attribute may name the
+// user in the signed request's <Extensions> instead of <Subject>.
+func TestNameByAttribute(t *testing.T) {
+	const uid = "urn:oid:0.9.2342.19200300.100.1.1"
+	e := newEnv(t, envOptions{policy: func(c *samlidp.SPConfig) { c.NameAttribute = uid }})
+	pia := e.newUser("pia")
+	// request sends a signed request without a Subject whose Extensions
+	// carry the attribute with values.
+	request := func(b *steptest.Browser, values ...string) (*saml.AuthnRequest, *steptest.Page) {
+		t.Helper()
+		r := e.sp.AuthnRequest(t, saml.HTTPPostBinding, "", "", nil)
+		r.Signature = nil
+		el := r.Element()
+		ext := etree.NewElement("samlp:Extensions")
+		attr := ext.CreateElement("saml:Attribute")
+		attr.CreateAttr("Name", uid)
+		for _, v := range values {
+			attr.CreateElement("saml:AttributeValue").SetText(v)
+		}
+		for i, c := range el.Child {
+			if c, ok := c.(*etree.Element); ok && c.Tag == "Issuer" {
+				el.InsertChildAt(i+1, ext)
+				break
+			}
+		}
+		return r.AuthnRequest, e.send(b, samltest.Request{URL: r.URL, Form: url.Values{"SAMLRequest": {e.sp.SignedXML(t, el)}}})
+	}
+	b := steptest.NewBrowser(t)
+	r, p := request(b, "pia")
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("a request naming pia by attribute answered %d:\n%s", p.Status, p.Body)
+	}
+	step := b.Follow(p)
+	pia.approve(t, number(t, step))
+	resp, _ := e.answer(b.Submit(step.Form(t, "/finish"), nil))
+	a, err := e.sp.Assertion(t, resp, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Subject.NameID.Value != "pia" {
+		t.Errorf("NameID %q", a.Subject.NameID.Value)
+	}
+	for name, values := range map[string][]string{"no value": nil, "two values": {"pia", "max"}} {
+		_, p := request(steptest.NewBrowser(t), values...)
+		resp, _ := e.answer(p)
+		if st, _ := samltest.ReadStatus(t, resp); st.Second != saml.StatusRequestUnsupported {
+			t.Errorf("%s: status %s", name, st)
+		}
+	}
+	if n := pia.pending(t); n != 0 {
+		t.Errorf("%d prompts", n)
+	}
 }

@@ -42,6 +42,7 @@ type SAMLSPConfig struct {
 	Refresh               time.Duration     `yaml:"refresh"`
 	Methods               []string          `yaml:"methods"`
 	Match                 string            `yaml:"match"`
+	NameAttribute         string            `yaml:"name_attribute"`
 	NameID                string            `yaml:"name_id"`
 	NameIDFormat          string            `yaml:"name_id_format"`
 	Attributes            []SAMLAttribute   `yaml:"attributes"`
@@ -157,7 +158,7 @@ func (c *Config) validateSAML() []error {
 func (sc SAMLSPConfig) toSP(readCerts func(string) ([]*x509.Certificate, error)) (samlidp.SPConfig, error) {
 	out := samlidp.SPConfig{
 		ID: sc.ID, EntityID: sc.EntityID, Name: sc.Name, MetadataFile: sc.MetadataFile, MetadataURL: sc.MetadataURL,
-		Refresh: sc.Refresh, Match: sc.Match, NameID: sc.NameID, NameIDFormat: sc.NameIDFormat,
+		Refresh: sc.Refresh, Match: sc.Match, NameAttribute: sc.NameAttribute, NameID: sc.NameID, NameIDFormat: sc.NameIDFormat,
 		HostFirstFactor: sc.HostFirstFactor, REFEDSMFA: sc.REFEDSMFA, SigningAlg: samlidp.SigningAlg(sc.SigningAlg),
 		Encrypt: sc.EncryptAssertions, KeyTransport: sc.Encryption.KeyTransport, BlockCipher: sc.Encryption.BlockCipher,
 		AllowUnsignedRequests: sc.AllowUnsignedRequests, IdPInitiated: sc.IdPInitiated,

@@ -26,6 +26,7 @@ saml:
       metadata_file: /etc/keystep/portal.xml
       methods: [push, qr, sms]
       name_id: username
+      name_attribute: "urn:oid:0.9.2342.19200300.100.1.1"
       attributes:
         - {name: "urn:oid:0.9.2342.19200300.100.1.1", friendly_name: uid, value: username}
       authn_context: {sms: "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorUnregistered"}
@@ -45,7 +46,8 @@ saml:
 		t.Fatal(err)
 	}
 	if sp.SigningAlg != samlidp.ES256 || sp.NameID != samlidp.NameIDUsername || sp.Classes[flows.MethodSMS] == "" ||
-		len(sp.Methods) != 3 || sp.Attributes[0].FriendlyName != "uid" || sp.BlockCipher != "aes256-cbc" {
+		len(sp.Methods) != 3 || sp.Attributes[0].FriendlyName != "uid" || sp.BlockCipher != "aes256-cbc" ||
+		sp.NameAttribute != "urn:oid:0.9.2342.19200300.100.1.1" {
 		t.Errorf("sp = %+v", sp)
 	}
 }
