@@ -78,7 +78,7 @@ type SPConfig struct {
 	// <Subject>: the one value of the <saml:Attribute> of that Name in the
 	// request's <samlp:Extensions> (inside the signature).
 	NameAttribute string
-	NameID  string // NameIDEcho (default), NameIDUsername or NameIDID
+	NameID        string // NameIDEcho (default), NameIDUsername or NameIDID
 	// NameIDFormat is the format of a NameID keystep makes (default
 	// unspecified); an echoed NameID keeps the request's format.
 	NameIDFormat string
