@@ -1,23 +1,76 @@
 package samlidp
 
 import (
+	"bytes"
+	"html"
+	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/crewjam/saml"
+
+	"github.com/keystep/keystep/provider/steppage"
 )
 
 // serveSLO answers an SP's signed LogoutRequest. keystep keeps no session
 // of its own (every request runs a fresh step), so there is nothing to end
 // and nobody else to tell: the answer is a signed Success. IdP-initiated
 // logout is not offered for the same reason.
+//
+// The library writes a LogoutResponse for the HTTP-POST binding with its
+// own form, which needs inline script; here its template only hands the
+// form's fields over, and the answer is keystep's auto-posting page, which
+// works under a strict Content-Security-Policy.
 func (p *Provider) serveSLO(w http.ResponseWriter, r *http.Request) {
 	idp, err := p.idpFor(r.Context(), nil, p.clock.Now())
 	if err != nil {
 		p.internalError(w, "signing key", err)
 		return
 	}
-	idp.ServeSLO(w, r)
+	idp.ResponseFormTemplate = sloForm
+	rec := &recorder{header: http.Header{}, code: http.StatusOK}
+	idp.ServeSLO(rec, r)
+	if rec.code == http.StatusOK && strings.HasPrefix(rec.header.Get("Content-Type"), "text/html") {
+		if action, fields, ok := parseSLOForm(rec.body.String()); ok {
+			steppage.WriteAutoPost(w, action, fields)
+			return
+		}
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.code)
+	_, _ = w.Write(rec.body.Bytes())
 }
+
+// sloForm is the library's ResponseFormTemplate on the SLO endpoint: the
+// form's URL, SAMLResponse and RelayState, one per line, for parseSLOForm.
+var sloForm = template.Must(template.New("slo").Parse("keystep-slo-form\n{{.URL}}\n{{.SAMLResponse}}\n{{.RelayState}}"))
+
+func parseSLOForm(body string) (string, url.Values, bool) {
+	lines := strings.Split(body, "\n")
+	if len(lines) != 4 || lines[0] != "keystep-slo-form" {
+		return "", nil, false
+	}
+	action := html.UnescapeString(lines[1])
+	fields := url.Values{"SAMLResponse": {html.UnescapeString(lines[2])}}
+	if relay := html.UnescapeString(lines[3]); relay != "" {
+		fields.Set("RelayState", relay)
+	}
+	return action, fields, action != ""
+}
+
+// recorder buffers a response.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 
 // InvalidateSession implements saml.SessionInvalidator: there is no
 // keystep session to end.

@@ -1,8 +1,10 @@
 package samlidp_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/crewjam/saml"
@@ -56,5 +58,33 @@ func TestSingleLogout(t *testing.T) {
 	req.Signature = nil
 	if p := steptest.NewBrowser(t).Get(req.Redirect("").String()); p.Status != http.StatusBadRequest {
 		t.Errorf("unsigned LogoutRequest answered %d:\n%s", p.Status, p.Body)
+	}
+}
+
+// TestSingleLogoutPOST: over HTTP-POST the LogoutResponse comes on
+// keystep's auto-posting page (no inline script), to the SP's endpoint.
+func TestSingleLogoutPOST(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	lr, err := e.sp.MakeLogoutRequest(e.ts.URL+"/saml/slo", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(samltest.ElementBytes(t, lr.Element()))}, "RelayState": {"r&1"}}
+	p := steptest.NewBrowser(t).Post(e.ts.URL+"/saml/slo", form)
+	f, ok := p.FindForm("/saml/slo")
+	if p.Status != http.StatusOK || !ok || f.Action != "https://sp.example.com/saml/slo" || f.Fields.Get("RelayState") != "r&1" {
+		t.Fatalf("SLO over POST answered %d:\n%s", p.Status, p.Body)
+	}
+	if strings.Contains(p.Body, "<script>") || !strings.Contains(p.Header.Get("Content-Security-Policy"), "form-action 'self' https://sp.example.com;") {
+		t.Errorf("the page has inline script or no form-action for the SP: CSP %q\n%s", p.Header.Get("Content-Security-Policy"), p.Body)
+	}
+	r, _ := http.NewRequest(http.MethodPost, f.Action, strings.NewReader(f.Fields.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := e.sp.ParseLogoutResponse(r, []string{lr.ID})
+	if err != nil {
+		t.Fatalf("the SP refuses the LogoutResponse: %v", err)
+	}
+	if resp.Status.StatusCode.Value != saml.StatusSuccess {
+		t.Errorf("logout status %s", resp.Status.StatusCode.Value)
 	}
 }

@@ -193,8 +193,8 @@ var english = texts{
 	ErrorTitle:        "Something went wrong",
 	ErrorText:         "Something went wrong on our side. Try again in a moment; if it keeps happening, contact your IT administrator.",
 
-	AutoPostTitle: "Signing you in",
-	AutoPostText:  "Signing you in…",
+	AutoPostTitle: "Returning to the app",
+	AutoPostText:  "Taking you back to the app…",
 }
 
 // catalog is every language the page speaks, by primary language tag.
