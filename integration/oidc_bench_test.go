@@ -55,38 +55,7 @@ func BenchmarkOIDCSignIn(b *testing.B) {
 	srv, keystepServe := startLoggedServer(b, "--config", cfg)
 	ctx := context.Background()
 
-	tr := &http.Transport{MaxIdleConns: 4 * benchWorkers, MaxIdleConnsPerHost: 4 * benchWorkers, IdleConnTimeout: time.Minute}
-	b.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr, Timeout: time.Minute}
-
-	token, err := os.ReadFile(filepath.Join(srv.Data, "admin-token"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	admin, err := adminclient.New(srv.URL, string(token), adminclient.WithHTTPClient(hc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := make(chan *benchUser, benchUsers)
-	dir := b.TempDir()
-	for i := range benchUsers {
-		name := fmt.Sprintf("user%02d", i)
-		if _, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"}); err != nil {
-			b.Fatal(err)
-		}
-		inv, err := admin.Invite(ctx, name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		phone, err := authenticator.Open(filepath.Join(dir, name+".json"), authenticator.WithHTTPClient(hc))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := phone.Enroll(ctx, inv.Link); err != nil {
-			b.Fatal(err)
-		}
-		pool <- &benchUser{name: name, phone: phone}
-	}
+	tr, hc, pool := benchUsersOn(ctx, b, srv)
 	party, err := rp.NewRelyingPartyOIDC(ctx, srv.URL, demoClientID, demoSecret(b, srv), demoRedirectURI,
 		[]string{oidc.ScopeOpenID}, rp.WithHTTPClient(hc), rp.WithVerifierOpts(rp.WithSupportedSigningAlgorithms("ES256")))
 	if err != nil {
@@ -126,6 +95,46 @@ func BenchmarkOIDCSignIn(b *testing.B) {
 	if now, ok := cpuTime(os.Getpid()); ok && okSelf {
 		b.ReportMetric(float64((now-selfCPU).Microseconds())/float64(b.N), "client-cpu-us/op")
 	}
+}
+
+// benchUsersOn makes benchUsers users on srv, each with an enrolled
+// reference authenticator, and returns them in a pool with the HTTP
+// transport and client they share.
+func benchUsersOn(ctx context.Context, b *testing.B, srv server) (*http.Transport, *http.Client, chan *benchUser) {
+	b.Helper()
+	tr := &http.Transport{MaxIdleConns: 4 * benchWorkers, MaxIdleConnsPerHost: 4 * benchWorkers, IdleConnTimeout: time.Minute}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+
+	token, err := os.ReadFile(filepath.Join(srv.Data, "admin-token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := adminclient.New(srv.URL, string(token), adminclient.WithHTTPClient(hc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := make(chan *benchUser, benchUsers)
+	dir := b.TempDir()
+	for i := range benchUsers {
+		name := fmt.Sprintf("user%02d", i)
+		if _, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"}); err != nil {
+			b.Fatal(err)
+		}
+		inv, err := admin.Invite(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		phone, err := authenticator.Open(filepath.Join(dir, name+".json"), authenticator.WithHTTPClient(hc))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := phone.Enroll(ctx, inv.Link); err != nil {
+			b.Fatal(err)
+		}
+		pool <- &benchUser{name: name, phone: phone}
+	}
+	return tr, hc, pool
 }
 
 // cpuTime is the user and system CPU time a process has used so far, from

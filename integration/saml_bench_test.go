@@ -6,17 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/crewjam/saml"
 
-	"github.com/keystep/keystep/provider/adminclient"
-	"github.com/keystep/keystep/provider/api"
-	"github.com/keystep/keystep/provider/authenticator"
 	"github.com/keystep/keystep/provider/steppage/steptest"
 )
 
@@ -36,37 +31,7 @@ func BenchmarkSAMLSignIn(b *testing.B) {
 	app.trustIdP(srv)
 	ctx := context.Background()
 
-	tr := &http.Transport{MaxIdleConns: 4 * benchWorkers, MaxIdleConnsPerHost: 4 * benchWorkers, IdleConnTimeout: time.Minute}
-	b.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr, Timeout: time.Minute}
-	token, err := os.ReadFile(filepath.Join(srv.Data, "admin-token"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	admin, err := adminclient.New(srv.URL, string(token), adminclient.WithHTTPClient(hc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := make(chan *benchUser, benchUsers)
-	dir := b.TempDir()
-	for i := range benchUsers {
-		name := fmt.Sprintf("user%02d", i)
-		if _, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"}); err != nil {
-			b.Fatal(err)
-		}
-		inv, err := admin.Invite(ctx, name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		phone, err := authenticator.Open(filepath.Join(dir, name+".json"), authenticator.WithHTTPClient(hc))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := phone.Enroll(ctx, inv.Link); err != nil {
-			b.Fatal(err)
-		}
-		pool <- &benchUser{name: name, phone: phone}
-	}
+	tr, _, pool := benchUsersOn(ctx, b, srv)
 	u := <-pool
 	if err := benchSAMLSignIn(ctx, b, srv, app, tr, u); err != nil { // makes the signing key
 		b.Fatal(err)

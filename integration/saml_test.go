@@ -103,15 +103,7 @@ func newSAMLAppOn(t testing.TB, encrypt bool, host string) *samlApp {
 	ts.Config.Handler = mux
 	md := m.ServiceProvider.Metadata()
 	if !encrypt {
-		for i := range md.SPSSODescriptors {
-			var keep []saml.KeyDescriptor
-			for _, kd := range md.SPSSODescriptors[i].KeyDescriptors {
-				if kd.Use == "signing" {
-					keep = append(keep, kd)
-				}
-			}
-			md.SPSSODescriptors[i].KeyDescriptors = keep
-		}
+		samltest.SigningOnly(md)
 	}
 	buf, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {

@@ -78,17 +78,7 @@ func NewSP(tb testing.TB, o Options) *SP {
 	}
 	md := sp.Metadata()
 	if !o.Encrypt {
-		// The library lists the signing key for encryption too: keep
-		// only the signing use.
-		for i := range md.SPSSODescriptors {
-			var keep []saml.KeyDescriptor
-			for _, kd := range md.SPSSODescriptors[i].KeyDescriptors {
-				if kd.Use == "signing" {
-					keep = append(keep, kd)
-				}
-			}
-			md.SPSSODescriptors[i].KeyDescriptors = keep
-		}
+		SigningOnly(md)
 	}
 	buf, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
@@ -255,4 +245,19 @@ func (s *SP) SignedXML(tb testing.TB, el *etree.Element) string {
 		tb.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(ElementBytes(tb, signed))
+}
+
+// SigningOnly keeps only the signing keys of an SP's metadata: the library
+// lists the signing key for encryption too, which would ask for encrypted
+// assertions.
+func SigningOnly(md *saml.EntityDescriptor) {
+	for i := range md.SPSSODescriptors {
+		var keep []saml.KeyDescriptor
+		for _, kd := range md.SPSSODescriptors[i].KeyDescriptors {
+			if kd.Use == "signing" {
+				keep = append(keep, kd)
+			}
+		}
+		md.SPSSODescriptors[i].KeyDescriptors = keep
+	}
 }
