@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -283,14 +284,8 @@ type registry struct {
 	client   *http.Client
 	clock    flows.Clock
 	insecure bool
-	log      logger
+	log      *slog.Logger
 	onLoad   func(*sp, error) // tests: called after each load
-}
-
-type logger interface {
-	Warn(msg string, args ...any)
-	Error(msg string, args ...any)
-	Info(msg string, args ...any)
 }
 
 // GetServiceProvider returns the filtered metadata of a configured SP.
