@@ -2,7 +2,9 @@
 # Runs keystep's whole test suite, the same way CI does.
 #
 # It installs what the tests talk to when it is missing (on Debian, as root:
-# PostgreSQL, Python's aiosmtpd, Chromium for the browser tests), then checks formatting, vet and staticcheck, runs every test
+# PostgreSQL, Python's aiosmtpd, Chromium for the browser tests, SimpleSAMLphp
+# with php-cli and php-xml as a second SAML SP, xmlsec1 to check XML
+# signatures), then checks formatting, vet and staticcheck, runs every test
 # (with the race detector) and the seed corpora of every fuzz test, and runs
 # each benchmark once so none of them rots.
 #
