@@ -4,7 +4,7 @@
 # It installs what the tests talk to when it is missing (on Debian, as root:
 # PostgreSQL, Python's aiosmtpd, Chromium for the browser tests, SimpleSAMLphp
 # with php-cli and php-xml as a second SAML SP, xmlsec1 to check XML
-# signatures), then checks formatting, vet and staticcheck, runs every test
+# signatures, protoc to check the plugin contract's generated code), then checks formatting, vet and staticcheck, runs every test
 # (with the race detector) and the seed corpora of every fuzz test, and runs
 # each benchmark once so none of them rots.
 #
@@ -93,6 +93,7 @@ need_simplesamlphp() {
 need_pkg initdb postgresql
 need_pkg_py aiosmtpd python3-aiosmtpd
 need_pkg chromium chromium
+need_pkg protoc protobuf-compiler
 need_pkg php php-cli
 need_pkg xmlsec1 xmlsec1
 need_simplesamlphp
