@@ -1110,6 +1110,8 @@ type ErrorInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`                                        // suspended, removed, no_device, rate_limited, locked, expired, not_found, invalid, ...
 	RetryAfterMs  int64                  `protobuf:"varint,2,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"` // for rate_limited
+	What          string                 `protobuf:"bytes,3,opt,name=what,proto3" json:"what,omitempty"`                                        // for rate_limited: what was limited
+	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`       // for locked (unset: until an admin unlocks)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1158,20 @@ func (x *ErrorInfo) GetRetryAfterMs() int64 {
 		return x.RetryAfterMs
 	}
 	return 0
+}
+
+func (x *ErrorInfo) GetWhat() string {
+	if x != nil {
+		return x.What
+	}
+	return ""
+}
+
+func (x *ErrorInfo) GetLockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LockedUntil
+	}
+	return nil
 }
 
 var File_keystep_v1_step_proto protoreflect.FileDescriptor
@@ -1250,10 +1266,12 @@ const file_keystep_v1_step_proto_rawDesc = "" +
 	"\fHealthStatus\x12\x18\n" +
 	"\aserving\x18\x01 \x01(\bR\aserving\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12$\n" +
-	"\x0edevice_api_url\x18\x03 \x01(\tR\fdeviceApiUrl\"E\n" +
+	"\x0edevice_api_url\x18\x03 \x01(\tR\fdeviceApiUrl\"\x98\x01\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12$\n" +
-	"\x0eretry_after_ms\x18\x02 \x01(\x03R\fretryAfterMs2\xb4\x02\n" +
+	"\x0eretry_after_ms\x18\x02 \x01(\x03R\fretryAfterMs\x12\x12\n" +
+	"\x04what\x18\x03 \x01(\tR\x04what\x12=\n" +
+	"\flocked_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil2\xb4\x02\n" +
 	"\x04Step\x12:\n" +
 	"\x05Begin\x12\x18.keystep.v1.BeginRequest\x1a\x17.keystep.v1.Transaction\x127\n" +
 	"\x05Await\x12\x18.keystep.v1.AwaitRequest\x1a\x12.keystep.v1.Result0\x01\x12=\n" +
@@ -1317,37 +1335,38 @@ var file_keystep_v1_step_proto_depIdxs = []int32{
 	8,  // 6: keystep.v1.UnregisterRequest.account:type_name -> keystep.v1.AccountRef
 	8,  // 7: keystep.v1.OverrideRequest.account:type_name -> keystep.v1.AccountRef
 	18, // 8: keystep.v1.OverrideCode.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: keystep.v1.Step.Begin:input_type -> keystep.v1.BeginRequest
-	2,  // 10: keystep.v1.Step.Await:input_type -> keystep.v1.AwaitRequest
-	4,  // 11: keystep.v1.Step.SendCode:input_type -> keystep.v1.SendCodeRequest
-	6,  // 12: keystep.v1.Step.SubmitCode:input_type -> keystep.v1.SubmitCodeRequest
-	7,  // 13: keystep.v1.Step.Cancel:input_type -> keystep.v1.CancelRequest
-	8,  // 14: keystep.v1.Accounts.Get:input_type -> keystep.v1.AccountRef
-	8,  // 15: keystep.v1.Accounts.Invite:input_type -> keystep.v1.AccountRef
-	11, // 16: keystep.v1.Accounts.Suspend:input_type -> keystep.v1.StateChange
-	11, // 17: keystep.v1.Accounts.Restore:input_type -> keystep.v1.StateChange
-	11, // 18: keystep.v1.Accounts.Remove:input_type -> keystep.v1.StateChange
-	12, // 19: keystep.v1.Accounts.Unregister:input_type -> keystep.v1.UnregisterRequest
-	13, // 20: keystep.v1.Accounts.IssueOverride:input_type -> keystep.v1.OverrideRequest
-	15, // 21: keystep.v1.Health.Check:input_type -> keystep.v1.HealthRequest
-	1,  // 22: keystep.v1.Step.Begin:output_type -> keystep.v1.Transaction
-	3,  // 23: keystep.v1.Step.Await:output_type -> keystep.v1.Result
-	5,  // 24: keystep.v1.Step.SendCode:output_type -> keystep.v1.SentCode
-	3,  // 25: keystep.v1.Step.SubmitCode:output_type -> keystep.v1.Result
-	3,  // 26: keystep.v1.Step.Cancel:output_type -> keystep.v1.Result
-	9,  // 27: keystep.v1.Accounts.Get:output_type -> keystep.v1.Account
-	10, // 28: keystep.v1.Accounts.Invite:output_type -> keystep.v1.Invitation
-	9,  // 29: keystep.v1.Accounts.Suspend:output_type -> keystep.v1.Account
-	9,  // 30: keystep.v1.Accounts.Restore:output_type -> keystep.v1.Account
-	9,  // 31: keystep.v1.Accounts.Remove:output_type -> keystep.v1.Account
-	9,  // 32: keystep.v1.Accounts.Unregister:output_type -> keystep.v1.Account
-	14, // 33: keystep.v1.Accounts.IssueOverride:output_type -> keystep.v1.OverrideCode
-	16, // 34: keystep.v1.Health.Check:output_type -> keystep.v1.HealthStatus
-	22, // [22:35] is the sub-list for method output_type
-	9,  // [9:22] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	18, // 9: keystep.v1.ErrorInfo.locked_until:type_name -> google.protobuf.Timestamp
+	0,  // 10: keystep.v1.Step.Begin:input_type -> keystep.v1.BeginRequest
+	2,  // 11: keystep.v1.Step.Await:input_type -> keystep.v1.AwaitRequest
+	4,  // 12: keystep.v1.Step.SendCode:input_type -> keystep.v1.SendCodeRequest
+	6,  // 13: keystep.v1.Step.SubmitCode:input_type -> keystep.v1.SubmitCodeRequest
+	7,  // 14: keystep.v1.Step.Cancel:input_type -> keystep.v1.CancelRequest
+	8,  // 15: keystep.v1.Accounts.Get:input_type -> keystep.v1.AccountRef
+	8,  // 16: keystep.v1.Accounts.Invite:input_type -> keystep.v1.AccountRef
+	11, // 17: keystep.v1.Accounts.Suspend:input_type -> keystep.v1.StateChange
+	11, // 18: keystep.v1.Accounts.Restore:input_type -> keystep.v1.StateChange
+	11, // 19: keystep.v1.Accounts.Remove:input_type -> keystep.v1.StateChange
+	12, // 20: keystep.v1.Accounts.Unregister:input_type -> keystep.v1.UnregisterRequest
+	13, // 21: keystep.v1.Accounts.IssueOverride:input_type -> keystep.v1.OverrideRequest
+	15, // 22: keystep.v1.Health.Check:input_type -> keystep.v1.HealthRequest
+	1,  // 23: keystep.v1.Step.Begin:output_type -> keystep.v1.Transaction
+	3,  // 24: keystep.v1.Step.Await:output_type -> keystep.v1.Result
+	5,  // 25: keystep.v1.Step.SendCode:output_type -> keystep.v1.SentCode
+	3,  // 26: keystep.v1.Step.SubmitCode:output_type -> keystep.v1.Result
+	3,  // 27: keystep.v1.Step.Cancel:output_type -> keystep.v1.Result
+	9,  // 28: keystep.v1.Accounts.Get:output_type -> keystep.v1.Account
+	10, // 29: keystep.v1.Accounts.Invite:output_type -> keystep.v1.Invitation
+	9,  // 30: keystep.v1.Accounts.Suspend:output_type -> keystep.v1.Account
+	9,  // 31: keystep.v1.Accounts.Restore:output_type -> keystep.v1.Account
+	9,  // 32: keystep.v1.Accounts.Remove:output_type -> keystep.v1.Account
+	9,  // 33: keystep.v1.Accounts.Unregister:output_type -> keystep.v1.Account
+	14, // 34: keystep.v1.Accounts.IssueOverride:output_type -> keystep.v1.OverrideCode
+	16, // 35: keystep.v1.Health.Check:output_type -> keystep.v1.HealthStatus
+	23, // [23:36] is the sub-list for method output_type
+	10, // [10:23] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_keystep_v1_step_proto_init() }
