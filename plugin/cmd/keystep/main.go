@@ -2,6 +2,10 @@
 // (keystep admin …) and stands in for the phone app (keystep device …).
 //
 // Exit codes: 0 success, 1 failure or refusal, 2 usage error.
+//
+// With KEYSTEP_PLUGIN=passwordless-step in its environment it is keystep's
+// go-plugin plugin for a host identity provider, whatever its arguments
+// (see plugin.go).
 package main
 
 import (
@@ -10,5 +14,8 @@ import (
 )
 
 func main() {
+	if pluginMode() {
+		os.Exit(servePlugin(os.Stderr))
+	}
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -100,11 +100,33 @@ keystep demo-app.`,
 // senders deliver SMS and email codes (and email alerts); a nil one leaves
 // its channel off.
 func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender) error {
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return serveWith(ctx, cfg, stderr, senders, pusher, serveMode{})
+}
+
+// serveMode is how the plugin (plugin.go) changes serve.
+type serveMode struct {
+	// jsonLogs writes the log as JSON lines, one object per line, instead
+	// of text.
+	jsonLogs bool
+	// run, if set, runs once the server is listening, with its flows
+	// service and public URL; the server shuts down when run returns (or
+	// when ctx ends).
+	run func(svc *flows.Service, publicURL string, log *slog.Logger)
+}
+
+// serveWith is serve, changed by mode.
+func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender, mode serveMode) error {
+	handler := func(o *slog.HandlerOptions) slog.Handler {
+		if mode.jsonLogs {
+			return slog.NewJSONHandler(stderr, o)
+		}
+		return slog.NewTextHandler(stderr, o)
+	}
+	log := slog.New(handler(nil))
 	// Libraries that log through slog's default (zitadel/oidc) log here
 	// too, without the request values they would print (state, URLs that
 	// carry codes, hints).
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{ReplaceAttr: dropRequestSecrets})))
+	slog.SetDefault(slog.New(handler(&slog.HandlerOptions{ReplaceAttr: dropRequestSecrets})))
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -205,7 +227,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, p
 	cfgFlows := svc.Config()
 	log.Info("public URL (devices sign it; it must be the URL they use)", "public_url", publicURL,
 		"number_digits", cfgFlows.NumberDigits, "signin_ttl", cfgFlows.SignInTTL, "invitation_ttl", formatDuration(cfgFlows.InvitationTTL))
-	fmt.Fprintf(stderr, "keystep listening on http://%s\n", ln.Addr())
+	if mode.jsonLogs {
+		log.Info("keystep listening", "address", "http://"+ln.Addr().String())
+	} else {
+		fmt.Fprintf(stderr, "keystep listening on http://%s\n", ln.Addr())
+	}
 
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	purged := make(chan struct{})
@@ -217,10 +243,19 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, p
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	var ran chan struct{} // nil: serve until ctx ends
+	if mode.run != nil {
+		ran = make(chan struct{})
+		go func() {
+			defer close(ran)
+			mode.run(svc, publicURL, log)
+		}()
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	case <-ran:
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
