@@ -228,6 +228,9 @@ func (p *IdP) usernameForm(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("id")
 	token := randomID() + randomID()
 	a, err := p.store.update(id, func(a *authRequest) error {
+		if a.done {
+			return errNotFound // answered already
+		}
 		if a.browser != ([32]byte{}) {
 			if c, err := r.Cookie(cookieName(id)); err == nil && sha256.Sum256([]byte(c.Value)) == a.browser {
 				token = ""
@@ -469,8 +472,7 @@ func (p *IdP) finish(w http.ResponseWriter, r *http.Request, a *authRequest, res
 			return
 		}
 		p.log.Info("sign-in refused", "auth_request", a.id, "username", a.username, "signin", res.ID, "status", res.Status)
-		p.store.drop(a.id)
-		op.AuthRequestError(w, r, a, oidc.ErrAccessDenied().WithDescription("the sign-in was %s", res.Status), p.op)
+		p.accessDenied(w, r, a, fmt.Sprintf("the sign-in was %s", res.Status))
 		return
 	}
 	authTime := res.DecidedAt
@@ -497,12 +499,27 @@ func (p *IdP) finish(w http.ResponseWriter, r *http.Request, a *authRequest, res
 func (p *IdP) stepFailed(w http.ResponseWriter, r *http.Request, a *authRequest, err error) {
 	if errors.Is(err, flows.ErrExpired) || errors.Is(err, flows.ErrNotFound) || errors.Is(err, flows.ErrAlreadyDecided) {
 		p.log.Info("step ended", "auth_request", a.id, "signin", a.tx.id, "err", err)
-		p.store.drop(a.id)
-		op.AuthRequestError(w, r, a, oidc.ErrAccessDenied().WithDescription("the sign-in ended"), p.op)
+		p.accessDenied(w, r, a, "the sign-in ended")
 		return
 	}
 	p.log.Error("step", "auth_request", a.id, "signin", a.tx.id, "err", err)
 	p.errorPage(w, http.StatusBadGateway, "The sign-in service is not available. Try again later.")
+}
+
+// accessDenied ends the auth request and sends the browser back to the
+// client with error=access_denied (built here rather than with
+// op.AuthRequestError, which logs through slog's default logger).
+func (p *IdP) accessDenied(w http.ResponseWriter, r *http.Request, a *authRequest, desc string) {
+	p.store.drop(a.id)
+	e := oidc.ErrAccessDenied().WithDescription("%s", desc)
+	e.State = a.state
+	u, err := op.AuthResponseURL(a.redirectURI, a.responseType, a.responseMode, e, p.op.Encoder())
+	if err != nil {
+		p.log.Error("access_denied response", "auth_request", a.id, "err", err)
+		p.errorPage(w, http.StatusForbidden, "The sign-in was refused.")
+		return
+	}
+	http.Redirect(w, r, u, http.StatusFound)
 }
 
 // clientIP is the browser's address (no proxy is trusted).

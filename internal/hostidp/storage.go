@@ -50,8 +50,8 @@ type authRequest struct {
 	authTime time.Time
 	amr      []string
 
-	code       string // the authorization code issued, hashed by nothing: it lives in memory only
-	codeIssued time.Time
+	code       string    // the authorization code issued (one per request)
+	codeIssued time.Time // when: the code can be exchanged for codeTTL
 }
 
 func (a *authRequest) GetID() string                         { return a.id }
