@@ -162,10 +162,12 @@ func (l *Local) Remove(ctx context.Context, ref AccountRef, reason string) (Acco
 
 func (l *Local) state(ctx context.Context, ref AccountRef, reason string,
 	set func(context.Context, string, string, flows.StateSource, string) (flows.Account, error)) (Account, error) {
-	if _, err := set(ctx, l.actor(), ref.ref(), flows.SourceAdmin, reason); err != nil {
+	a, err := set(ctx, l.actor(), ref.ref(), flows.SourceAdmin, reason)
+	if err != nil {
 		return Account{}, err
 	}
-	return l.GetAccount(ctx, ref)
+	// By id: a removed account is no longer found by its username.
+	return l.GetAccount(ctx, AccountRef{AccountID: a.ID})
 }
 
 // Unregister implements Accounts.
