@@ -55,11 +55,12 @@ func enrollBench(b *testing.B, acc step.Accounts, hc *http.Client, users []strin
 	return out
 }
 
-// signIn is one sign-in: Begin, the phone approves with the number
+// signIn is one sign-in: Begin (with the given methods; nil: push and
+// QR, whose PNG the plugin renders), the phone approves with the number
 // (listing its pending requests, then approving, through the device
 // API), Await.
-func signIn(ctx context.Context, s step.Step, u benchUser) error {
-	tx, err := s.Begin(ctx, step.BeginRequest{Username: u.name, Client: "Bench IdP", IP: "192.0.2.1"})
+func signIn(ctx context.Context, s step.Step, u benchUser, methods []flows.Method) error {
+	tx, err := s.Begin(ctx, step.BeginRequest{Username: u.name, Client: "Bench IdP", IP: "192.0.2.1", Methods: methods})
 	if err != nil {
 		return err
 	}
@@ -119,8 +120,11 @@ func startLocal(b *testing.B, users []string) *step.Local {
 // BenchmarkStepPluginVsLocal measures a whole sign-in (Begin, the
 // phone's approval through the device API, Await) in process (local)
 // and through the launched keystep binary (plugin); the difference is
-// what the plugin boundary costs. health is one Health round trip
-// through the plugin.
+// what the plugin boundary costs. The -push-only pair leaves QR out, so
+// Begin renders no PNG (the largest CPU cost of a sign-in). health is
+// one Health round trip through the plugin. Each reports the CPU time
+// per sign-in of this process (host-cpu-ns/op) and of the plugin's
+// (plugin-cpu-ns/op).
 func BenchmarkStepPluginVsLocal(b *testing.B) {
 	ctx := context.Background()
 	users := make([]string, benchUsers)
@@ -134,9 +138,9 @@ func BenchmarkStepPluginVsLocal(b *testing.B) {
 	// run times b.N sign-ins and reports the CPU time they took in this
 	// process (host-cpu-ns/op) and in the plugin's (plugin-cpu-ns/op; pid
 	// 0: none).
-	run := func(b *testing.B, s step.Step, pool []benchUser, pid int) {
+	run := func(b *testing.B, s step.Step, pool []benchUser, pid int, methods []flows.Method) {
 		for _, u := range pool { // warm the connections
-			if err := signIn(ctx, s, u); err != nil {
+			if err := signIn(ctx, s, u, methods); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -144,7 +148,7 @@ func BenchmarkStepPluginVsLocal(b *testing.B) {
 		host0, plugin0 := selfCPU(), processCPU(pid)
 		b.ResetTimer()
 		for i := range b.N {
-			if err := signIn(ctx, s, pool[i%len(pool)]); err != nil {
+			if err := signIn(ctx, s, pool[i%len(pool)], methods); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -155,16 +159,16 @@ func BenchmarkStepPluginVsLocal(b *testing.B) {
 		}
 	}
 
-	b.Run("local", func(b *testing.B) {
-		local := startLocal(b, users)
-		run(b, local, enrollBench(b, local, hc, users), 0)
-	})
+	pushOnly := []flows.Method{flows.MethodPush}
+	local := startLocal(b, users)
+	localPool := enrollBench(b, local, hc, users)
+	b.Run("local", func(b *testing.B) { run(b, local, localPool, 0, nil) })
 
 	c := launch(b, newEnv(b, "", users...))
 	pool := enrollBench(b, c, hc, users)
-	b.Run("plugin", func(b *testing.B) {
-		run(b, c, pool, c.PID())
-	})
+	b.Run("plugin", func(b *testing.B) { run(b, c, pool, c.PID(), nil) })
+	b.Run("local-push-only", func(b *testing.B) { run(b, local, localPool, 0, pushOnly) })
+	b.Run("plugin-push-only", func(b *testing.B) { run(b, c, pool, c.PID(), pushOnly) })
 	b.Run("health", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
