@@ -168,6 +168,14 @@ func (c *Client) GetAccount(ctx context.Context, ref step.AccountRef) (step.Acco
 	})
 }
 
+// AddAccount implements step.Accounts. It is not repeated after a
+// restart unless the request never reached the plugin.
+func (c *Client) AddAccount(ctx context.Context, n step.NewAccount) (step.Account, error) {
+	return c.account(ctx, false, func(ctx context.Context, a *pluginapi.Clients) (*pb.Account, error) {
+		return a.Accounts.Add(ctx, wire.NewAccountToPB(n))
+	})
+}
+
 // Invite implements step.Accounts. It is not repeated after a restart
 // unless the request never reached the plugin.
 func (c *Client) Invite(ctx context.Context, ref step.AccountRef) (step.Invitation, error) {

@@ -56,11 +56,11 @@
 //     restart re-opens for the same transaction and still returns the
 //     decision; its progress callback may then see the current status
 //     again.
-//   - Begin, SendCode, SubmitCode, Cancel, Invite, Suspend, Restore,
-//     Remove, Unregister and IssueOverride change state. They are repeated
-//     only if the request never left the host: the connection was refused
-//     or was down before the request was written (the SDK watches gRPC's
-//     per-call events to know). If the request may have reached the
+//   - Begin, SendCode, SubmitCode, Cancel, AddAccount, Invite, Suspend,
+//     Restore, Remove, Unregister and IssueOverride change state. They are
+//     repeated only if the request never left the host: the connection was
+//     refused or was down before the request was written (the SDK watches
+//     gRPC's per-call events to know). If the request may have reached the
 //     plugin before it died, the call returns an error that wraps
 //     ErrPluginExited (and the gRPC status) without repeating it: the
 //     sign-in may have begun, the code may have been sent or used. The

@@ -182,6 +182,14 @@ func account(a step.Account, err error) (*pb.Account, error) {
 	return wire.AccountToPB(a), nil
 }
 
+// Add implements pb.AccountsServer.
+func (s *accountsServer) Add(ctx context.Context, r *pb.NewAccount) (*pb.Account, error) {
+	if r.GetUsername() == "" {
+		return nil, wire.ToStatus(fmt.Errorf("%w: a new account needs a username", flows.ErrInvalid))
+	}
+	return account(s.accounts.AddAccount(ctx, wire.NewAccountFromPB(r)))
+}
+
 // Get implements pb.AccountsServer.
 func (s *accountsServer) Get(ctx context.Context, r *pb.AccountRef) (*pb.Account, error) {
 	ar, err := ref(r)

@@ -510,9 +510,8 @@ func TestAccounts(t *testing.T) {
 	_, err = e.begin(step.BeginRequest{Username: "alice", Client: "Payroll"})
 	checkErr(t, "begin without a device", err, flows.ErrNoDevice, codes.FailedPrecondition)
 
-	// By id: step.Local's Remove by username fails after removing (the
-	// removed account is no longer found by its username).
-	acc, err = e.c.Accounts.Remove(e.ctx, &pb.StateChange{Account: &pb.AccountRef{AccountId: a.ID}, Reason: "left"})
+	// Remove by username answers with the removed account (read back by id).
+	acc, err = e.c.Accounts.Remove(e.ctx, &pb.StateChange{Account: &pb.AccountRef{Username: "alice"}, Reason: "left"})
 	if err != nil {
 		t.Fatal(wire.FromStatus(err))
 	}
@@ -521,6 +520,18 @@ func TestAccounts(t *testing.T) {
 	}
 	_, err = e.begin(step.BeginRequest{AccountID: a.ID, Client: "Payroll"})
 	checkErr(t, "begin after removal", err, flows.ErrAccountRemoved, codes.FailedPrecondition)
+
+	added, err := e.c.Accounts.Add(e.ctx, &pb.NewAccount{Username: "bea", Email: "bea@example.com", DisplayName: "Bea"})
+	if err != nil {
+		t.Fatal(wire.FromStatus(err))
+	}
+	if b := wire.AccountFromPB(added); b.ID == "" || b.Username != "bea" || b.State != flows.AccountActive || b.Devices != 0 {
+		t.Errorf("added %+v", b)
+	}
+	_, err = e.c.Accounts.Add(e.ctx, &pb.NewAccount{Username: "bea"})
+	checkErr(t, "add twice", wire.FromStatus(err), flows.ErrConflict, codes.AlreadyExists)
+	_, err = e.c.Accounts.Add(e.ctx, &pb.NewAccount{})
+	checkErr(t, "add without a name", wire.FromStatus(err), flows.ErrInvalid, codes.InvalidArgument)
 
 	_, err = e.c.Accounts.Get(e.ctx, &pb.AccountRef{Username: "nobody"})
 	checkErr(t, "get unknown", wire.FromStatus(err), flows.ErrNotFound, codes.NotFound)

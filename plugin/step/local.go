@@ -116,6 +116,16 @@ func resultOf(s flows.SignIn) Result {
 		Reason: s.Reason, FraudReport: s.FraudReport}
 }
 
+// AddAccount implements Accounts.
+func (l *Local) AddAccount(ctx context.Context, n NewAccount) (Account, error) {
+	a, err := l.Flows.AddAccount(ctx, l.actor(), flows.NewAccount{Username: n.Username, Email: n.Email, Phone: n.Phone,
+		DisplayName: n.DisplayName})
+	if err != nil {
+		return Account{}, err
+	}
+	return accountOf(a, nil), nil
+}
+
 // GetAccount implements Accounts.
 func (l *Local) GetAccount(ctx context.Context, ref AccountRef) (Account, error) {
 	a, devices, err := l.Flows.ListDevices(ctx, ref.ref())

@@ -37,6 +37,9 @@ type Step interface {
 
 // Accounts is the admin's account operations.
 type Accounts interface {
+	// AddAccount creates an active account (without a device: Invite
+	// enrolls one).
+	AddAccount(ctx context.Context, n NewAccount) (Account, error)
 	GetAccount(ctx context.Context, ref AccountRef) (Account, error)
 	Invite(ctx context.Context, ref AccountRef) (Invitation, error)
 	Suspend(ctx context.Context, ref AccountRef, reason string) (Account, error)
@@ -121,6 +124,14 @@ type Account struct {
 	StateSource flows.StateSource
 	StateReason string
 	Devices     int // registered devices
+}
+
+// NewAccount is an account to create.
+type NewAccount struct {
+	Username    string
+	Email       string // for email codes and alerts
+	Phone       string // E.164, for SMS codes
+	DisplayName string
 }
 
 // Invitation is an enrollment link for the keystep app.

@@ -133,3 +133,13 @@ func OverrideCodeToPB(c step.OverrideCode) *pb.OverrideCode {
 func OverrideCodeFromPB(c *pb.OverrideCode) step.OverrideCode {
 	return step.OverrideCode{Code: c.GetCode(), ExpiresAt: tm(c.GetExpiresAt())}
 }
+
+// NewAccountToPB converts a NewAccount.
+func NewAccountToPB(n step.NewAccount) *pb.NewAccount {
+	return &pb.NewAccount{Username: n.Username, Email: n.Email, Phone: n.Phone, DisplayName: n.DisplayName}
+}
+
+// NewAccountFromPB converts a NewAccount.
+func NewAccountFromPB(n *pb.NewAccount) step.NewAccount {
+	return step.NewAccount{Username: n.GetUsername(), Email: n.GetEmail(), Phone: n.GetPhone(), DisplayName: n.GetDisplayName()}
+}

@@ -740,6 +740,74 @@ func (x *Account) GetDevices() int32 {
 	return 0
 }
 
+type NewAccount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Phone         string                 `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"` // E.164, for SMS codes
+	DisplayName   string                 `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NewAccount) Reset() {
+	*x = NewAccount{}
+	mi := &file_keystep_v1_step_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NewAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NewAccount) ProtoMessage() {}
+
+func (x *NewAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_keystep_v1_step_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NewAccount.ProtoReflect.Descriptor instead.
+func (*NewAccount) Descriptor() ([]byte, []int) {
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *NewAccount) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *NewAccount) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *NewAccount) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *NewAccount) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
 type Invitation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Link          string                 `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
@@ -750,7 +818,7 @@ type Invitation struct {
 
 func (x *Invitation) Reset() {
 	*x = Invitation{}
-	mi := &file_keystep_v1_step_proto_msgTypes[10]
+	mi := &file_keystep_v1_step_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +830,7 @@ func (x *Invitation) String() string {
 func (*Invitation) ProtoMessage() {}
 
 func (x *Invitation) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[10]
+	mi := &file_keystep_v1_step_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +843,7 @@ func (x *Invitation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invitation.ProtoReflect.Descriptor instead.
 func (*Invitation) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{10}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Invitation) GetLink() string {
@@ -802,7 +870,7 @@ type StateChange struct {
 
 func (x *StateChange) Reset() {
 	*x = StateChange{}
-	mi := &file_keystep_v1_step_proto_msgTypes[11]
+	mi := &file_keystep_v1_step_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +882,7 @@ func (x *StateChange) String() string {
 func (*StateChange) ProtoMessage() {}
 
 func (x *StateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[11]
+	mi := &file_keystep_v1_step_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +895,7 @@ func (x *StateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
 func (*StateChange) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{11}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StateChange) GetAccount() *AccountRef {
@@ -855,7 +923,7 @@ type UnregisterRequest struct {
 
 func (x *UnregisterRequest) Reset() {
 	*x = UnregisterRequest{}
-	mi := &file_keystep_v1_step_proto_msgTypes[12]
+	mi := &file_keystep_v1_step_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +935,7 @@ func (x *UnregisterRequest) String() string {
 func (*UnregisterRequest) ProtoMessage() {}
 
 func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[12]
+	mi := &file_keystep_v1_step_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +948,7 @@ func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterRequest) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{12}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnregisterRequest) GetAccount() *AccountRef {
@@ -914,7 +982,7 @@ type OverrideRequest struct {
 
 func (x *OverrideRequest) Reset() {
 	*x = OverrideRequest{}
-	mi := &file_keystep_v1_step_proto_msgTypes[13]
+	mi := &file_keystep_v1_step_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +994,7 @@ func (x *OverrideRequest) String() string {
 func (*OverrideRequest) ProtoMessage() {}
 
 func (x *OverrideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[13]
+	mi := &file_keystep_v1_step_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1007,7 @@ func (x *OverrideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideRequest.ProtoReflect.Descriptor instead.
 func (*OverrideRequest) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{13}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OverrideRequest) GetAccount() *AccountRef {
@@ -966,7 +1034,7 @@ type OverrideCode struct {
 
 func (x *OverrideCode) Reset() {
 	*x = OverrideCode{}
-	mi := &file_keystep_v1_step_proto_msgTypes[14]
+	mi := &file_keystep_v1_step_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1046,7 @@ func (x *OverrideCode) String() string {
 func (*OverrideCode) ProtoMessage() {}
 
 func (x *OverrideCode) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[14]
+	mi := &file_keystep_v1_step_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1059,7 @@ func (x *OverrideCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideCode.ProtoReflect.Descriptor instead.
 func (*OverrideCode) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{14}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OverrideCode) GetCode() string {
@@ -1016,7 +1084,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_keystep_v1_step_proto_msgTypes[15]
+	mi := &file_keystep_v1_step_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1096,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[15]
+	mi := &file_keystep_v1_step_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1109,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{15}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{16}
 }
 
 type HealthStatus struct {
@@ -1055,7 +1123,7 @@ type HealthStatus struct {
 
 func (x *HealthStatus) Reset() {
 	*x = HealthStatus{}
-	mi := &file_keystep_v1_step_proto_msgTypes[16]
+	mi := &file_keystep_v1_step_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1135,7 @@ func (x *HealthStatus) String() string {
 func (*HealthStatus) ProtoMessage() {}
 
 func (x *HealthStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[16]
+	mi := &file_keystep_v1_step_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1148,7 @@ func (x *HealthStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthStatus.ProtoReflect.Descriptor instead.
 func (*HealthStatus) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{16}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthStatus) GetServing() bool {
@@ -1118,7 +1186,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_keystep_v1_step_proto_msgTypes[17]
+	mi := &file_keystep_v1_step_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1198,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_keystep_v1_step_proto_msgTypes[17]
+	mi := &file_keystep_v1_step_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1211,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_keystep_v1_step_proto_rawDescGZIP(), []int{17}
+	return file_keystep_v1_step_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1242,7 +1310,13 @@ const file_keystep_v1_step_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12!\n" +
 	"\fstate_source\x18\x06 \x01(\tR\vstateSource\x12!\n" +
 	"\fstate_reason\x18\a \x01(\tR\vstateReason\x12\x18\n" +
-	"\adevices\x18\b \x01(\x05R\adevices\"[\n" +
+	"\adevices\x18\b \x01(\x05R\adevices\"w\n" +
+	"\n" +
+	"NewAccount\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n" +
+	"\x05phone\x18\x03 \x01(\tR\x05phone\x12!\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\"[\n" +
 	"\n" +
 	"Invitation\x12\x12\n" +
 	"\x04link\x18\x01 \x01(\tR\x04link\x129\n" +
@@ -1278,8 +1352,9 @@ const file_keystep_v1_step_proto_rawDesc = "" +
 	"\bSendCode\x12\x1b.keystep.v1.SendCodeRequest\x1a\x14.keystep.v1.SentCode\x12?\n" +
 	"\n" +
 	"SubmitCode\x12\x1d.keystep.v1.SubmitCodeRequest\x1a\x12.keystep.v1.Result\x127\n" +
-	"\x06Cancel\x12\x19.keystep.v1.CancelRequest\x1a\x12.keystep.v1.Result2\xac\x03\n" +
+	"\x06Cancel\x12\x19.keystep.v1.CancelRequest\x1a\x12.keystep.v1.Result2\xe0\x03\n" +
 	"\bAccounts\x122\n" +
+	"\x03Add\x12\x16.keystep.v1.NewAccount\x1a\x13.keystep.v1.Account\x122\n" +
 	"\x03Get\x12\x16.keystep.v1.AccountRef\x1a\x13.keystep.v1.Account\x128\n" +
 	"\x06Invite\x12\x16.keystep.v1.AccountRef\x1a\x16.keystep.v1.Invitation\x127\n" +
 	"\aSuspend\x12\x17.keystep.v1.StateChange\x1a\x13.keystep.v1.Account\x127\n" +
@@ -1303,7 +1378,7 @@ func file_keystep_v1_step_proto_rawDescGZIP() []byte {
 	return file_keystep_v1_step_proto_rawDescData
 }
 
-var file_keystep_v1_step_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_keystep_v1_step_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_keystep_v1_step_proto_goTypes = []any{
 	(*BeginRequest)(nil),          // 0: keystep.v1.BeginRequest
 	(*Transaction)(nil),           // 1: keystep.v1.Transaction
@@ -1315,55 +1390,58 @@ var file_keystep_v1_step_proto_goTypes = []any{
 	(*CancelRequest)(nil),         // 7: keystep.v1.CancelRequest
 	(*AccountRef)(nil),            // 8: keystep.v1.AccountRef
 	(*Account)(nil),               // 9: keystep.v1.Account
-	(*Invitation)(nil),            // 10: keystep.v1.Invitation
-	(*StateChange)(nil),           // 11: keystep.v1.StateChange
-	(*UnregisterRequest)(nil),     // 12: keystep.v1.UnregisterRequest
-	(*OverrideRequest)(nil),       // 13: keystep.v1.OverrideRequest
-	(*OverrideCode)(nil),          // 14: keystep.v1.OverrideCode
-	(*HealthRequest)(nil),         // 15: keystep.v1.HealthRequest
-	(*HealthStatus)(nil),          // 16: keystep.v1.HealthStatus
-	(*ErrorInfo)(nil),             // 17: keystep.v1.ErrorInfo
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*NewAccount)(nil),            // 10: keystep.v1.NewAccount
+	(*Invitation)(nil),            // 11: keystep.v1.Invitation
+	(*StateChange)(nil),           // 12: keystep.v1.StateChange
+	(*UnregisterRequest)(nil),     // 13: keystep.v1.UnregisterRequest
+	(*OverrideRequest)(nil),       // 14: keystep.v1.OverrideRequest
+	(*OverrideCode)(nil),          // 15: keystep.v1.OverrideCode
+	(*HealthRequest)(nil),         // 16: keystep.v1.HealthRequest
+	(*HealthStatus)(nil),          // 17: keystep.v1.HealthStatus
+	(*ErrorInfo)(nil),             // 18: keystep.v1.ErrorInfo
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_keystep_v1_step_proto_depIdxs = []int32{
-	18, // 0: keystep.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 1: keystep.v1.Result.decided_at:type_name -> google.protobuf.Timestamp
-	18, // 2: keystep.v1.SentCode.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 3: keystep.v1.SentCode.resend_after:type_name -> google.protobuf.Timestamp
-	18, // 4: keystep.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 0: keystep.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 1: keystep.v1.Result.decided_at:type_name -> google.protobuf.Timestamp
+	19, // 2: keystep.v1.SentCode.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 3: keystep.v1.SentCode.resend_after:type_name -> google.protobuf.Timestamp
+	19, // 4: keystep.v1.Invitation.expires_at:type_name -> google.protobuf.Timestamp
 	8,  // 5: keystep.v1.StateChange.account:type_name -> keystep.v1.AccountRef
 	8,  // 6: keystep.v1.UnregisterRequest.account:type_name -> keystep.v1.AccountRef
 	8,  // 7: keystep.v1.OverrideRequest.account:type_name -> keystep.v1.AccountRef
-	18, // 8: keystep.v1.OverrideCode.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 9: keystep.v1.ErrorInfo.locked_until:type_name -> google.protobuf.Timestamp
+	19, // 8: keystep.v1.OverrideCode.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 9: keystep.v1.ErrorInfo.locked_until:type_name -> google.protobuf.Timestamp
 	0,  // 10: keystep.v1.Step.Begin:input_type -> keystep.v1.BeginRequest
 	2,  // 11: keystep.v1.Step.Await:input_type -> keystep.v1.AwaitRequest
 	4,  // 12: keystep.v1.Step.SendCode:input_type -> keystep.v1.SendCodeRequest
 	6,  // 13: keystep.v1.Step.SubmitCode:input_type -> keystep.v1.SubmitCodeRequest
 	7,  // 14: keystep.v1.Step.Cancel:input_type -> keystep.v1.CancelRequest
-	8,  // 15: keystep.v1.Accounts.Get:input_type -> keystep.v1.AccountRef
-	8,  // 16: keystep.v1.Accounts.Invite:input_type -> keystep.v1.AccountRef
-	11, // 17: keystep.v1.Accounts.Suspend:input_type -> keystep.v1.StateChange
-	11, // 18: keystep.v1.Accounts.Restore:input_type -> keystep.v1.StateChange
-	11, // 19: keystep.v1.Accounts.Remove:input_type -> keystep.v1.StateChange
-	12, // 20: keystep.v1.Accounts.Unregister:input_type -> keystep.v1.UnregisterRequest
-	13, // 21: keystep.v1.Accounts.IssueOverride:input_type -> keystep.v1.OverrideRequest
-	15, // 22: keystep.v1.Health.Check:input_type -> keystep.v1.HealthRequest
-	1,  // 23: keystep.v1.Step.Begin:output_type -> keystep.v1.Transaction
-	3,  // 24: keystep.v1.Step.Await:output_type -> keystep.v1.Result
-	5,  // 25: keystep.v1.Step.SendCode:output_type -> keystep.v1.SentCode
-	3,  // 26: keystep.v1.Step.SubmitCode:output_type -> keystep.v1.Result
-	3,  // 27: keystep.v1.Step.Cancel:output_type -> keystep.v1.Result
-	9,  // 28: keystep.v1.Accounts.Get:output_type -> keystep.v1.Account
-	10, // 29: keystep.v1.Accounts.Invite:output_type -> keystep.v1.Invitation
-	9,  // 30: keystep.v1.Accounts.Suspend:output_type -> keystep.v1.Account
-	9,  // 31: keystep.v1.Accounts.Restore:output_type -> keystep.v1.Account
-	9,  // 32: keystep.v1.Accounts.Remove:output_type -> keystep.v1.Account
-	9,  // 33: keystep.v1.Accounts.Unregister:output_type -> keystep.v1.Account
-	14, // 34: keystep.v1.Accounts.IssueOverride:output_type -> keystep.v1.OverrideCode
-	16, // 35: keystep.v1.Health.Check:output_type -> keystep.v1.HealthStatus
-	23, // [23:36] is the sub-list for method output_type
-	10, // [10:23] is the sub-list for method input_type
+	10, // 15: keystep.v1.Accounts.Add:input_type -> keystep.v1.NewAccount
+	8,  // 16: keystep.v1.Accounts.Get:input_type -> keystep.v1.AccountRef
+	8,  // 17: keystep.v1.Accounts.Invite:input_type -> keystep.v1.AccountRef
+	12, // 18: keystep.v1.Accounts.Suspend:input_type -> keystep.v1.StateChange
+	12, // 19: keystep.v1.Accounts.Restore:input_type -> keystep.v1.StateChange
+	12, // 20: keystep.v1.Accounts.Remove:input_type -> keystep.v1.StateChange
+	13, // 21: keystep.v1.Accounts.Unregister:input_type -> keystep.v1.UnregisterRequest
+	14, // 22: keystep.v1.Accounts.IssueOverride:input_type -> keystep.v1.OverrideRequest
+	16, // 23: keystep.v1.Health.Check:input_type -> keystep.v1.HealthRequest
+	1,  // 24: keystep.v1.Step.Begin:output_type -> keystep.v1.Transaction
+	3,  // 25: keystep.v1.Step.Await:output_type -> keystep.v1.Result
+	5,  // 26: keystep.v1.Step.SendCode:output_type -> keystep.v1.SentCode
+	3,  // 27: keystep.v1.Step.SubmitCode:output_type -> keystep.v1.Result
+	3,  // 28: keystep.v1.Step.Cancel:output_type -> keystep.v1.Result
+	9,  // 29: keystep.v1.Accounts.Add:output_type -> keystep.v1.Account
+	9,  // 30: keystep.v1.Accounts.Get:output_type -> keystep.v1.Account
+	11, // 31: keystep.v1.Accounts.Invite:output_type -> keystep.v1.Invitation
+	9,  // 32: keystep.v1.Accounts.Suspend:output_type -> keystep.v1.Account
+	9,  // 33: keystep.v1.Accounts.Restore:output_type -> keystep.v1.Account
+	9,  // 34: keystep.v1.Accounts.Remove:output_type -> keystep.v1.Account
+	9,  // 35: keystep.v1.Accounts.Unregister:output_type -> keystep.v1.Account
+	15, // 36: keystep.v1.Accounts.IssueOverride:output_type -> keystep.v1.OverrideCode
+	17, // 37: keystep.v1.Health.Check:output_type -> keystep.v1.HealthStatus
+	24, // [24:38] is the sub-list for method output_type
+	10, // [10:24] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1380,7 +1458,7 @@ func file_keystep_v1_step_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_keystep_v1_step_proto_rawDesc), len(file_keystep_v1_step_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

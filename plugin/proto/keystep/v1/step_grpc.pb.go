@@ -306,6 +306,7 @@ var Step_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Accounts_Add_FullMethodName           = "/keystep.v1.Accounts/Add"
 	Accounts_Get_FullMethodName           = "/keystep.v1.Accounts/Get"
 	Accounts_Invite_FullMethodName        = "/keystep.v1.Accounts/Invite"
 	Accounts_Suspend_FullMethodName       = "/keystep.v1.Accounts/Suspend"
@@ -321,6 +322,7 @@ const (
 //
 // Accounts is the admin API's account operations.
 type AccountsClient interface {
+	Add(ctx context.Context, in *NewAccount, opts ...grpc.CallOption) (*Account, error)
 	Get(ctx context.Context, in *AccountRef, opts ...grpc.CallOption) (*Account, error)
 	Invite(ctx context.Context, in *AccountRef, opts ...grpc.CallOption) (*Invitation, error)
 	Suspend(ctx context.Context, in *StateChange, opts ...grpc.CallOption) (*Account, error)
@@ -336,6 +338,16 @@ type accountsClient struct {
 
 func NewAccountsClient(cc grpc.ClientConnInterface) AccountsClient {
 	return &accountsClient{cc}
+}
+
+func (c *accountsClient) Add(ctx context.Context, in *NewAccount, opts ...grpc.CallOption) (*Account, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Account)
+	err := c.cc.Invoke(ctx, Accounts_Add_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *accountsClient) Get(ctx context.Context, in *AccountRef, opts ...grpc.CallOption) (*Account, error) {
@@ -414,6 +426,7 @@ func (c *accountsClient) IssueOverride(ctx context.Context, in *OverrideRequest,
 //
 // Accounts is the admin API's account operations.
 type AccountsServer interface {
+	Add(context.Context, *NewAccount) (*Account, error)
 	Get(context.Context, *AccountRef) (*Account, error)
 	Invite(context.Context, *AccountRef) (*Invitation, error)
 	Suspend(context.Context, *StateChange) (*Account, error)
@@ -431,6 +444,9 @@ type AccountsServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAccountsServer struct{}
 
+func (UnimplementedAccountsServer) Add(context.Context, *NewAccount) (*Account, error) {
+	return nil, status.Error(codes.Unimplemented, "method Add not implemented")
+}
 func (UnimplementedAccountsServer) Get(context.Context, *AccountRef) (*Account, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
 }
@@ -471,6 +487,24 @@ func RegisterAccountsServer(s grpc.ServiceRegistrar, srv AccountsServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&Accounts_ServiceDesc, srv)
+}
+
+func _Accounts_Add_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NewAccount)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountsServer).Add(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Accounts_Add_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountsServer).Add(ctx, req.(*NewAccount))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Accounts_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -606,6 +640,10 @@ var Accounts_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "keystep.v1.Accounts",
 	HandlerType: (*AccountsServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Add",
+			Handler:    _Accounts_Add_Handler,
+		},
 		{
 			MethodName: "Get",
 			Handler:    _Accounts_Get_Handler,
