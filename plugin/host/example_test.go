@@ -18,7 +18,7 @@ import (
 // number (and the QR code), Await the decision.
 func ExampleLaunch() {
 	ctx := context.Background()
-	dataDir := exampleDataDir() // holds keystep's store, with the account "alice"
+	dataDir := exampleDataDir() // where keystep keeps its SQLite store
 
 	// keystep's configuration, as its YAML file would hold it: the plugin
 	// runs the device API that phones call on its own listener.
@@ -34,8 +34,11 @@ func ExampleLaunch() {
 	}
 	defer c.Close()
 
-	// An admin invites alice: she opens the link (or scans it as a QR
-	// code) in the keystep app.
+	// An admin adds alice (or the directory does) and invites her: she
+	// opens the link (or scans it as a QR code) in the keystep app.
+	if _, err := c.AddAccount(ctx, step.NewAccount{Username: "alice", Email: "alice@example.com"}); err != nil {
+		log.Fatal(err)
+	}
 	inv, err := c.Invite(ctx, step.AccountRef{Username: "alice"})
 	if err != nil {
 		log.Fatal(err)
@@ -61,13 +64,10 @@ func ExampleLaunch() {
 	// sign-in approved by push
 }
 
-// exampleDataDir makes a data directory whose store holds alice.
+// exampleDataDir makes an empty data directory.
 func exampleDataDir() string {
 	dir, err := os.MkdirTemp(testDir, "example-")
 	if err != nil {
-		log.Fatal(err)
-	}
-	if err := seedUsers(filepath.Join(dir, "keystep.db"), "alice"); err != nil {
 		log.Fatal(err)
 	}
 	return dir

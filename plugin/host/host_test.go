@@ -80,9 +80,9 @@ type env struct {
 }
 
 // newEnv makes a data directory whose SQLite store holds the given users
-// (there is no contract call that adds an account: a host's accounts come
-// from the directory or the admin API), and a configuration that listens
-// on listen (127.0.0.1:0 when empty).
+// (added before the plugin starts, as the directory or the admin API
+// would), and a configuration that listens on listen (127.0.0.1:0 when
+// empty).
 func newEnv(tb testing.TB, listen string, users ...string) env {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -241,10 +241,17 @@ func TestLaunchAndHealth(t *testing.T) {
 
 func TestSignInThroughPlugin(t *testing.T) {
 	ctx := context.Background()
-	c := launch(t, newEnv(t, "", "alice"))
+	c := launch(t, newEnv(t, ""))
+	added, err := c.AddAccount(ctx, step.NewAccount{Username: "alice", Email: "alice@example.com", DisplayName: "Alice"})
+	if err != nil || added.ID == "" || added.State != flows.AccountActive || added.Devices != 0 {
+		t.Fatalf("AddAccount = %+v, %v", added, err)
+	}
+	if _, err := c.AddAccount(ctx, step.NewAccount{Username: "alice", Email: "alice@example.com"}); !errors.Is(err, flows.ErrConflict) {
+		t.Fatalf("AddAccount of a taken username: %v", err)
+	}
 	phone := enroll(t, ctx, c, "alice")
 	a, err := c.GetAccount(ctx, step.AccountRef{Username: "alice"})
-	if err != nil || a.Devices != 1 || a.State != flows.AccountActive || a.Email != "alice@example.com" {
+	if err != nil || a.ID != added.ID || a.Devices != 1 || a.State != flows.AccountActive || a.Email != "alice@example.com" {
 		t.Fatalf("GetAccount = %+v, %v", a, err)
 	}
 
