@@ -76,11 +76,7 @@ func inProcessKeystep(b testing.TB) hostKeystep {
 	}
 	mux.Handle("/", p.Handler())
 	local := &step.Local{Flows: svc}
-	return hostKeystep{step: local, accounts: local, deviceAPI: ts.URL,
-		addUser: func(ctx context.Context, name string) error {
-			_, err := svc.AddAccount(ctx, "admin:bench", flows.NewAccount{Username: name, Email: name + "@example.com"})
-			return err
-		}}
+	return hostKeystep{step: local, accounts: local, deviceAPI: ts.URL}
 }
 
 // hostIdPUser is a bench user and its phone.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -28,8 +27,6 @@ import (
 	"github.com/keystep/keystep/internal/hostidp"
 	"github.com/keystep/keystep/plugin/host"
 	"github.com/keystep/keystep/plugin/step"
-	"github.com/keystep/keystep/provider/adminclient"
-	"github.com/keystep/keystep/provider/api"
 	"github.com/keystep/keystep/provider/authenticator"
 	"github.com/keystep/keystep/provider/steppage/steptest"
 )
@@ -61,13 +58,11 @@ func (l *pluginLog) String() string {
 }
 
 // hostKeystep is keystep as a host IdP sees it: the step, the account
-// operations, the device API the phones talk to, and a way to add users
-// (the contract does not add accounts: keystep's admin API does).
+// operations and the device API the phones talk to.
 type hostKeystep struct {
 	step      step.Step
 	accounts  step.Accounts
 	deviceAPI string
-	addUser   func(ctx context.Context, name string) error
 	pid       int // the plugin's process (0: keystep runs in this process)
 }
 
@@ -101,30 +96,22 @@ func launchPlugin(tb testing.TB, level slog.Level, extra ...string) (*host.Clien
 	if !h.Serving || h.DeviceAPIURL == "" {
 		tb.Fatalf("health: %+v", h)
 	}
-	token, err := os.ReadFile(filepath.Join(data, "admin-token"))
-	if err != nil {
-		tb.Fatalf("the plugin's admin token: %v", err)
-	}
-	admin, err := adminclient.New(h.DeviceAPIURL, strings.TrimSpace(string(token)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c, hostKeystep{step: c, accounts: c, deviceAPI: h.DeviceAPIURL, pid: c.PID(),
-		addUser: func(ctx context.Context, name string) error {
-			_, err := admin.AddUser(ctx, api.NewUser{Username: name, Email: name + "@example.com"})
-			return err
-		}}
+	return c, hostKeystep{step: c, accounts: c, deviceAPI: h.DeviceAPIURL, pid: c.PID()}
 }
 
 // enrollPhone adds a user and enrolls a reference authenticator for it
-// with an invitation made through the contract's Accounts.
+// with an invitation, both through the contract's Accounts; the
+// invitation link names the device API.
 func enrollPhone(ctx context.Context, tb testing.TB, k hostKeystep, name string, hc *http.Client) (*authenticator.Authenticator, error) {
-	if err := k.addUser(ctx, name); err != nil {
+	if _, err := k.accounts.AddAccount(ctx, step.NewAccount{Username: name, Email: name + "@example.com"}); err != nil {
 		return nil, fmt.Errorf("add %s: %w", name, err)
 	}
 	inv, err := k.accounts.Invite(ctx, step.AccountRef{Username: name})
 	if err != nil {
 		return nil, fmt.Errorf("invite %s: %w", name, err)
+	}
+	if !strings.Contains(inv.Link, url.QueryEscape(k.deviceAPI)) {
+		return nil, fmt.Errorf("the invitation %q does not name the device API %s", inv.Link, k.deviceAPI)
 	}
 	opts := []authenticator.Option{}
 	if hc != nil {

@@ -123,7 +123,7 @@ func newEnv(t *testing.T, edit func(*hostidp.Options)) *env {
 // user adds an account and enrolls a reference authenticator for it.
 func (e *env) user(name string) *authenticator.Authenticator {
 	e.t.Helper()
-	if _, err := e.svc.AddAccount(e.ctx, "admin:test", flows.NewAccount{Username: name}); err != nil {
+	if _, err := e.local.AddAccount(e.ctx, step.NewAccount{Username: name}); err != nil {
 		e.t.Fatal(err)
 	}
 	inv, err := e.local.Invite(e.ctx, step.AccountRef{Username: name})
@@ -390,7 +390,7 @@ func TestOverrideCode(t *testing.T) {
 // code form.
 func TestUsernameRefused(t *testing.T) {
 	e := newEnv(t, nil)
-	if _, err := e.svc.AddAccount(e.ctx, "admin:test", flows.NewAccount{Username: "nodevice"}); err != nil {
+	if _, err := e.local.AddAccount(e.ctx, step.NewAccount{Username: "nodevice"}); err != nil {
 		t.Fatal(err)
 	}
 	b := steptest.NewBrowser(t)
