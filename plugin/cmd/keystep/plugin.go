@@ -190,13 +190,24 @@ func (g grpcLogger) Infoln(args ...any) { g.log.Debug(sprintln(args...)) }
 func (g grpcLogger) Infof(format string, args ...any) { g.log.Debug(fmt.Sprintf(format, args...)) }
 
 // Warning logs a warning.
-func (g grpcLogger) Warning(args ...any) { g.log.Warn(fmt.Sprint(args...)) }
+func (g grpcLogger) Warning(args ...any) { g.warn(fmt.Sprint(args...)) }
 
 // Warningln logs a warning.
-func (g grpcLogger) Warningln(args ...any) { g.log.Warn(sprintln(args...)) }
+func (g grpcLogger) Warningln(args ...any) { g.warn(sprintln(args...)) }
 
 // Warningf logs a warning.
-func (g grpcLogger) Warningf(format string, args ...any) { g.log.Warn(fmt.Sprintf(format, args...)) }
+func (g grpcLogger) Warningf(format string, args ...any) { g.warn(fmt.Sprintf(format, args...)) }
+
+// warn logs a warning, but only at debug level the ones gRPC writes when
+// the host closes the plugin while a call is answered (the connection
+// goes first): that is how every plugin ends, not a problem.
+func (g grpcLogger) warn(msg string) {
+	if strings.Contains(msg, "transport is closing") {
+		g.log.Debug(msg)
+		return
+	}
+	g.log.Warn(msg)
+}
 
 // Error logs an error.
 func (g grpcLogger) Error(args ...any) { g.log.Error(fmt.Sprint(args...)) }
