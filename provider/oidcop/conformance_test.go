@@ -572,7 +572,21 @@ func TestClientAuthentication(t *testing.T) {
 		status, body = e.do(http.MethodPost, "/oauth/token", exchange(code, jwtRedirect), basicAuth(jwtClientID, otherSecret))
 		wantJSONError(t, status, body, http.StatusUnauthorized, "invalid_client")
 		// A fresh assertion redeems the code the refusals left alone.
-		e.decodeTokens(e.do(http.MethodPost, "/oauth/token", withAssertion(code, assertion("jti-2")), nil))
+		tok = e.decodeTokens(e.do(http.MethodPost, "/oauth/token", withAssertion(code, assertion("jti-2")), nil))
+
+		// Introspection authenticates the client itself: an assertion works
+		// there once too.
+		introspect := func(a string) (int, string) {
+			return e.do(http.MethodPost, "/oauth/introspect", url.Values{"token": {tok.AccessToken},
+				"client_assertion_type": {oidc.ClientAssertionTypeJWTAssertion}, "client_assertion": {a}}, nil)
+		}
+		a3 := assertion("jti-3")
+		status, body = introspect(a3)
+		if status != http.StatusOK || !strings.Contains(body, `"active":true`) {
+			t.Fatalf("introspection with an assertion: %d %s", status, body)
+		}
+		status, body = introspect(a3)
+		wantJSONError(t, status, body, http.StatusUnauthorized, "invalid_client")
 	})
 }
 

@@ -197,29 +197,60 @@ func (s *server) verifyClient(ctx context.Context, r *op.Request[op.ClientCreden
 	if err != nil {
 		return nil, err
 	}
-	jws, err := jose.ParseSignedCompact(r.Data.ClientAssertion, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.ES384, jose.RS384, jose.EdDSA})
+	if err := s.useAssertion(ctx, c.GetID(), r.Data.ClientAssertion); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// useAssertion records the jti of a client assertion whose signature the
+// library has verified, so that it works once (RFC 7523 §3, item 7).
+func (s *server) useAssertion(ctx context.Context, clientID, assertion string) error {
+	jws, err := jose.ParseSignedCompact(assertion, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.ES384, jose.RS384, jose.EdDSA})
 	if err != nil {
-		return nil, oidc.ErrInvalidClient().WithDescription("client assertion cannot be parsed")
+		return oidc.ErrInvalidClient().WithDescription("client assertion cannot be parsed")
 	}
 	var claims struct {
 		JTI string    `json:"jti"`
 		Exp oidc.Time `json:"exp"`
 	}
-	// The signature was verified by the library above.
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil || claims.JTI == "" {
-		return nil, oidc.ErrInvalidClient().WithDescription("client assertion needs a jti")
+		return oidc.ErrInvalidClient().WithDescription("client assertion needs a jti")
 	}
 	exp := claims.Exp.AsTime()
 	if max := s.p.clock.Now().Add(time.Hour); exp.After(max) || exp.IsZero() {
 		exp = max
 	}
-	if err := s.p.store().UseNonce(ctx, "client-assertion:"+c.GetID()+":"+claims.JTI, exp); err != nil {
+	if err := s.p.store().UseNonce(ctx, "client-assertion:"+clientID+":"+claims.JTI, exp); err != nil {
 		if errors.Is(err, flows.ErrReplay) {
-			return nil, oidc.ErrInvalidClient().WithDescription("client assertion was already used")
+			return oidc.ErrInvalidClient().WithDescription("client assertion was already used")
 		}
-		return nil, oidc.ErrServerError().WithParent(err)
+		return oidc.ErrServerError().WithParent(err)
 	}
-	return c, nil
+	return nil
+}
+
+// Introspect is the library's, which authenticates a resource client by
+// itself (not through VerifyClient): a client assertion's jti is recorded
+// here too, once the library has accepted the assertion.
+func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
+	resp, err := s.LegacyServer.Introspect(ctx, r)
+	if err != nil || r.Data.ClientCredentials == nil || r.Data.ClientAssertion == "" {
+		return resp, err
+	}
+	clientID := r.Data.ClientID
+	if jws, perr := jose.ParseSignedCompact(r.Data.ClientAssertion, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.ES384, jose.RS384, jose.EdDSA}); perr == nil {
+		var claims struct {
+			Sub string `json:"sub"`
+		}
+		if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims) == nil && claims.Sub != "" {
+			clientID = claims.Sub // the assertion's subject is the client (RFC 7523 §3)
+		}
+	}
+	if err := s.useAssertion(ctx, clientID, r.Data.ClientAssertion); err != nil {
+		return nil, op.NewStatusError(oidc.DefaultToServerError(err, "client authentication failed"), http.StatusUnauthorized)
+	}
+	return resp, nil
 }
 
 // Discovery adds what keystep offers beyond the library's defaults.
