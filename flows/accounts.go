@@ -41,6 +41,13 @@ func checkText(field, v string, required bool, max int) error {
 		if unicode.IsControl(r) {
 			return invalidf("%s must not hold control characters", field)
 		}
+		// Format characters (bidirectional overrides, zero-width ones),
+		// line and paragraph separators, private-use and replacement
+		// characters would let a text shown on the phone or the step page
+		// pretend to be something else.
+		if unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Co, unicode.Cs) || r == utf8.RuneError {
+			return invalidf("%s must not hold invisible, direction-changing or line-breaking characters", field)
+		}
 	}
 	return nil
 }

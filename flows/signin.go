@@ -251,6 +251,9 @@ func (s *Service) finish(ctx context.Context, sgn SignIn, to SignInStatus, actor
 
 // Cancel ends a pending sign-in (the user went away, the host gave up).
 func (s *Service) Cancel(ctx context.Context, actor, id, reason string) (SignIn, error) {
+	if err := checkText("reason", reason, false, 500); err != nil {
+		return SignIn{}, err
+	}
 	sgn, err := s.GetSignIn(ctx, id)
 	if err != nil {
 		return SignIn{}, err

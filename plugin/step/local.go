@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	qrcode "github.com/skip2/go-qrcode"
 
@@ -40,8 +41,13 @@ const maxBindingMessage = 64
 func (l *Local) Begin(ctx context.Context, r BeginRequest) (Transaction, error) {
 	client := r.Client
 	if m := strings.TrimSpace(r.BindingMessage); m != "" {
-		if len(m) > maxBindingMessage || strings.ContainsFunc(m, func(c rune) bool { return c < ' ' || c == 0x7f }) {
-			return Transaction{}, fmt.Errorf("%w: the binding message must be at most %d printable characters", flows.ErrInvalid, maxBindingMessage)
+		// flows checks the whole text shown on the phone (no control,
+		// invisible or direction-changing characters).
+		if client == "" {
+			return Transaction{}, fmt.Errorf("%w: a binding message needs the app's name (client)", flows.ErrInvalid)
+		}
+		if utf8.RuneCountInString(m) > maxBindingMessage {
+			return Transaction{}, fmt.Errorf("%w: the binding message must be at most %d characters", flows.ErrInvalid, maxBindingMessage)
 		}
 		client += " · " + m
 	}

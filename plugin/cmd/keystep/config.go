@@ -102,13 +102,22 @@ type flagOverride struct{ key, flag, value string }
 // empty), the environment as lookupEnv sees it, and the flags given, and
 // checks it.
 func loadConfig(path string, lookupEnv func(string) (string, bool), flags []flagOverride) (Config, error) {
+	if path == "" {
+		return loadConfigData(nil, "", lookupEnv, flags)
+	}
+	data, err := readConfigFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return loadConfigData(data, path, lookupEnv, flags)
+}
+
+// loadConfigData is loadConfig for a configuration file's text that was
+// read already (name says where from, in errors; "" means no file).
+func loadConfigData(data []byte, name string, lookupEnv func(string) (string, bool), flags []flagOverride) (Config, error) {
 	c := defaultConfig()
-	if path != "" {
-		data, err := readConfigFile(path)
-		if err != nil {
-			return Config{}, err
-		}
-		if err := c.parseYAML(data, path); err != nil {
+	if name != "" {
+		if err := c.parseYAML(data, name); err != nil {
 			return Config{}, err
 		}
 		c.fromFile = true

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,6 +71,10 @@ func servePlugin(stderr io.Writer) int {
 	// gRPC's own log is text on stderr: it goes to this log instead.
 	grpclog.SetLoggerV2(grpcLogger{log.With("logger", "grpc")})
 	cfg, err := pluginConfig(os.Getenv(pluginapi.ConfigEnv))
+	// The configuration may hold secrets: it is not left in this process's
+	// environment for what it starts (the copy in /proc/<pid>/environ
+	// stays readable by the same user, as for any environment variable).
+	os.Unsetenv(pluginapi.ConfigEnv)
 	if err != nil {
 		log.Error("keystep plugin: configuration", "err", err)
 		return exitFailure
@@ -105,32 +108,13 @@ func runPlugin(svc *flows.Service, publicURL string, log *slog.Logger) {
 	log.Info("the host closed the plugin")
 }
 
-// pluginConfig reads the configuration text with loadConfig, through a
-// private temporary file that is removed at once. Errors name the
-// environment variable rather than the file.
+// pluginConfig parses the configuration text the host passed, in memory
+// (no file holds it). It counts as a configuration file even when empty:
+// the demo client stays off. Environment overrides are not read, since
+// the plugin inherits the host's whole environment.
 func pluginConfig(text string) (Config, error) {
 	noEnv := func(string) (string, bool) { return "", false }
-	if text == "" {
-		return loadConfig("", noEnv, nil)
-	}
-	f, err := os.CreateTemp("", "keystep-plugin-config-*.yaml") // mode 0600
-	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	path := f.Name()
-	defer os.Remove(path)
-	_, err = f.WriteString(text)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	cfg, err := loadConfig(path, noEnv, nil)
-	if err != nil {
-		return Config{}, errors.New(strings.ReplaceAll(err.Error(), path, pluginapi.ConfigEnv))
-	}
-	return cfg, nil
+	return loadConfigData([]byte(text), pluginapi.ConfigEnv, noEnv, nil)
 }
 
 // pluginHealth reports serving while the store answers a cheap query (as
