@@ -239,7 +239,8 @@ func hostIdPSignIn(ctx context.Context, br *steptest.Browser, idpURL string, par
 // the device API the plugin reports; a relying party (zitadel rp) signs
 // in through the host IdP with a browser without JavaScript: username,
 // the step page's number approved on the phone, Continue, the code
-// exchange with a verified ID token whose subject is alice. A denial on
+// exchange with a verified ID token whose subject is alice's account id
+// (preferred_username alice). A denial on
 // the phone gives the relying party access_denied.
 func TestHostIdPWithPlugin(t *testing.T) {
 	ctx := context.Background()
@@ -248,8 +249,9 @@ func TestHostIdPWithPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, err := plugin.GetAccount(ctx, step.AccountRef{Username: "alice"}); err != nil || a.Devices != 1 || a.State != flows.AccountActive {
-		t.Fatalf("alice through the plugin: %+v, %v", a, err)
+	alice, err := plugin.GetAccount(ctx, step.AccountRef{Username: "alice"})
+	if err != nil || alice.Devices != 1 || alice.State != flows.AccountActive {
+		t.Fatalf("alice through the plugin: %+v, %v", alice, err)
 	}
 	// Continue waits at most 300 ms for the phone here, so that pressing
 	// it too early shows the step page again.
@@ -285,7 +287,7 @@ func TestHostIdPWithPlugin(t *testing.T) {
 		t.Fatalf("code exchange: %v", err)
 	}
 	c := tokens.IDTokenClaims
-	if c.Subject != "alice" || c.Issuer != idpURL || !slices.Equal([]string(c.Audience), []string{hostIdPClientID}) ||
+	if c.Subject != alice.ID || c.Issuer != idpURL || !slices.Equal([]string(c.Audience), []string{hostIdPClientID}) ||
 		c.PreferredUsername != "alice" || !slices.Equal(c.AuthenticationMethodsReferences, []string{"pop"}) {
 		t.Errorf("sub %q iss %q aud %v preferred_username %q amr %v", c.Subject, c.Issuer, c.Audience, c.PreferredUsername,
 			c.AuthenticationMethodsReferences)

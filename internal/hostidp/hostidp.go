@@ -19,10 +19,24 @@
 //     (Options.AwaitTimeout, 10 s by default): a decision already made, or
 //     made within that time, is answered at once; otherwise the step page
 //     comes back saying the phone has not answered yet, and the user
-//     presses Continue again. Approved: the auth request is done with the
-//     username as subject and the browser goes to the client's redirect
-//     URI with a code. Denied, expired or cancelled: the client gets
-//     error=access_denied.
+//     presses Continue again. Approved: the auth request is done with
+//     keystep's account id as subject (sub) and the browser goes to the
+//     client's redirect URI with a code. Denied, expired or cancelled: the
+//     client gets error=access_denied.
+//
+// The subject is keystep's stable account id, never the name typed:
+// usernames match case-insensitively ("Alice" and "alice" are one user) and
+// a name can be given to a new account once the old one is removed. The
+// profile scope's preferred_username is the username as keystep stores it
+// when the IdP is given Options.Accounts (the account is looked up before
+// the step, which is then begun for that account id), and otherwise the
+// name as the user typed it, for display only.
+//
+// Only the step begun last for an auth request can complete it: naming
+// another user (POST /login again) replaces the step under the storage's
+// lock and then cancels the old one, and the completion checks, under the
+// same lock, that the result is for the step still in place and takes the
+// subject from that step, never from what a later form posted.
 //
 // The library's /authorize/callback is not served: a request id alone
 // never yields a code; only the browser that took the step gets one.
@@ -47,6 +61,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	qrcode "github.com/skip2/go-qrcode"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -73,6 +88,11 @@ type Options struct {
 	Issuer string
 	// Step runs keystep's passwordless step (required).
 	Step step.Step
+	// Accounts, if set, is used to look the typed username up before the
+	// step: the step is begun for the account's id, and preferred_username
+	// is the username as keystep stores it. Without it the step is begun
+	// for the typed username and preferred_username is the name as typed.
+	Accounts step.Accounts
 	// The one client: its id, secret (client_secret_basic or _post) and
 	// redirect URI (all required).
 	ClientID, ClientSecret, RedirectURI string
@@ -86,6 +106,7 @@ type Options struct {
 // IdP is the host identity provider.
 type IdP struct {
 	step         step.Step
+	accounts     step.Accounts // nil: the typed username is used
 	store        *storage
 	op           *op.Provider
 	handler      http.Handler
@@ -133,7 +154,7 @@ func New(o Options) (*IdP, error) {
 	c := &client{id: o.ClientID, secret: o.ClientSecret, redirectURI: o.RedirectURI,
 		loginURL: func(id string) string { return issuer + "/login?id=" + url.QueryEscape(id) }}
 	p := &IdP{
-		step: o.Step, store: newStorage(c, key, randomID()[:16]), log: o.Logger, awaitTimeout: o.AwaitTimeout,
+		step: o.Step, accounts: o.Accounts, store: newStorage(c, key, randomID()[:16]), log: o.Logger, awaitTimeout: o.AwaitTimeout,
 		secure: u.Scheme == "https",
 		// Forms post here, and the answer redirects to the client: both
 		// origins are allowed (browsers apply form-action to redirects).
@@ -204,9 +225,12 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	return op.NewResponse(resp), nil
 }
 
-// txView is a begun step as the step page shows it.
+// txView is a begun step as the step page shows it, with the user it was
+// begun for: the completion takes the subject from here.
 type txView struct {
 	id        string
+	username  string // the username shown (keystep's spelling with Options.Accounts, else as typed)
+	accountID string // keystep's account id ("" without Options.Accounts: the result names it)
 	number    string
 	qr        template.URL
 	expiresAt time.Time
@@ -252,12 +276,21 @@ func (p *IdP) usernameForm(w http.ResponseWriter, r *http.Request) {
 	p.render(w, http.StatusOK, "username", usernamePage{ID: a.id, Username: a.username})
 }
 
-var errOtherBrowser = errors.New("the sign-in was started in another browser")
+var (
+	errOtherBrowser = errors.New("the sign-in was started in another browser")
+	// errReplaced is a step that is no longer the auth request's: the
+	// user named someone else in the meantime.
+	errReplaced = errors.New("the sign-in was started again")
+)
 
 // requestError answers a login request whose auth request cannot be used.
 func (p *IdP) requestError(w http.ResponseWriter, err error) {
 	if errors.Is(err, errOtherBrowser) {
 		p.errorPage(w, http.StatusForbidden, "This sign-in was started in another browser.")
+		return
+	}
+	if errors.Is(err, errReplaced) {
+		p.errorPage(w, http.StatusConflict, "This sign-in was started again in the meantime. Use the latest page.")
 		return
 	}
 	p.errorPage(w, http.StatusNotFound, "This sign-in has expired or is unknown.")
@@ -304,19 +337,26 @@ func (p *IdP) begin(w http.ResponseWriter, r *http.Request) {
 		p.render(w, http.StatusOK, "username", usernamePage{ID: id, Error: "Type your username."})
 		return
 	}
-	if a.tx != nil { // the user went back and names someone else: end the old step
-		if _, err := p.step.Cancel(r.Context(), a.tx.id, "the user started over at the host IdP"); err != nil {
-			p.log.Info("cancel the earlier step", "auth_request", id, "err", err)
+	req := step.BeginRequest{Username: username, Client: ClientName, IP: clientIP(r),
+		UserAgent: cleanUserAgent(r.UserAgent()), Methods: Methods}
+	shown, accountID := username, ""
+	if p.accounts != nil {
+		acc, err := p.accounts.GetAccount(r.Context(), step.AccountRef{Username: username})
+		if err != nil {
+			p.log.Info("look the account up", "auth_request", id, "username", username, "err", err)
+			p.render(w, http.StatusOK, "username", usernamePage{ID: id, Username: username, Error: beginError(err)})
+			return
 		}
+		req.Username, req.AccountID, shown, accountID = "", acc.ID, acc.Username, acc.ID
 	}
-	tx, err := p.step.Begin(r.Context(), step.BeginRequest{Username: username, Client: ClientName, IP: clientIP(r),
-		UserAgent: clip(r.UserAgent(), 512), Methods: Methods})
+	tx, err := p.step.Begin(r.Context(), req)
 	if err != nil {
 		p.log.Info("begin the step", "auth_request", id, "username", username, "err", err)
 		p.render(w, http.StatusOK, "username", usernamePage{ID: id, Username: username, Error: beginError(err)})
 		return
 	}
-	v := &txView{id: tx.ID, number: tx.Number, expiresAt: tx.ExpiresAt, override: slices.Contains(tx.Fallbacks, flows.MethodOverride)}
+	v := &txView{id: tx.ID, username: shown, accountID: accountID, number: tx.Number, expiresAt: tx.ExpiresAt,
+		override: slices.Contains(tx.Fallbacks, flows.MethodOverride)}
 	png := tx.QRPNG
 	if png == nil && tx.QRPayload != "" {
 		if png, err = qrcode.Encode(tx.QRPayload, qrcode.Medium, 256); err != nil {
@@ -326,16 +366,40 @@ func (p *IdP) begin(w http.ResponseWriter, r *http.Request) {
 	if png != nil {
 		v.qr = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
 	}
-	if _, err := p.store.update(id, func(a *authRequest) error {
-		a.username, a.tx = username, v
+	// Replace the step the form was posted over, and only that one: a
+	// concurrent POST /login (or a completion) in between makes this one
+	// lose, and once replaced the old step can no longer complete the
+	// request (finish checks the step in place).
+	var old *txView
+	if _, err := p.store.update(id, func(x *authRequest) error {
+		if x.done {
+			return errNotFound // answered already
+		}
+		if !sameTx(x.tx, a.tx) {
+			return errReplaced
+		}
+		old, x.username, x.tx = x.tx, username, v
 		return nil
 	}); err != nil {
-		_, _ = p.step.Cancel(context.WithoutCancel(r.Context()), tx.ID, "the auth request expired")
+		_, _ = p.step.Cancel(context.WithoutCancel(r.Context()), tx.ID, "the auth request was answered or started again")
 		p.requestError(w, err)
 		return
 	}
+	if old != nil { // the user went back and named someone else: end the old step
+		if _, err := p.step.Cancel(context.WithoutCancel(r.Context()), old.id, "the user started over at the host IdP"); err != nil {
+			p.log.Info("cancel the earlier step", "auth_request", id, "signin", old.id, "err", err)
+		}
+	}
 	p.log.Info("step begun", "auth_request", id, "username", username, "signin", tx.ID)
 	http.Redirect(w, r, "/login/step?id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// sameTx reports whether two views are of the same step (or both none).
+func sameTx(a, b *txView) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.id == b.id
 }
 
 // beginError is what the username form says when Begin refuses.
@@ -365,7 +429,7 @@ func (p *IdP) stepForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *IdP) showStep(w http.ResponseWriter, status int, a *authRequest, notice string) {
-	p.render(w, status, "step", stepPage{ID: a.id, Username: a.username, Number: a.tx.number, QR: a.tx.qr,
+	p.render(w, status, "step", stepPage{ID: a.id, Username: a.tx.username, Number: a.tx.number, QR: a.tx.qr,
 		Expires: formatExpiry(a.tx.expiresAt), Override: a.tx.override, Notice: notice})
 }
 
@@ -471,7 +535,7 @@ func (p *IdP) finish(w http.ResponseWriter, r *http.Request, a *authRequest, res
 			p.showStep(w, http.StatusOK, a, "Your phone has not answered yet.")
 			return
 		}
-		p.log.Info("sign-in refused", "auth_request", a.id, "username", a.username, "signin", res.ID, "status", res.Status)
+		p.log.Info("sign-in refused", "auth_request", a.id, "username", a.tx.username, "signin", res.ID, "status", res.Status)
 		p.accessDenied(w, r, a, fmt.Sprintf("the sign-in was %s", res.Status))
 		return
 	}
@@ -479,18 +543,30 @@ func (p *IdP) finish(w http.ResponseWriter, r *http.Request, a *authRequest, res
 	if authTime.IsZero() {
 		authTime = time.Now()
 	}
+	if res.AccountID == "" || (a.tx.accountID != "" && res.AccountID != a.tx.accountID) {
+		p.stepFailed(w, r, a, fmt.Errorf("sign-in %q approved account %q, not %q", res.ID, res.AccountID, a.tx.accountID))
+		return
+	}
+	// The subject comes from the step in place, checked under the lock to
+	// be the one that was approved: a later POST /login may have replaced
+	// it since a was read.
 	done, err := p.store.update(a.id, func(x *authRequest) error {
 		if x.done {
 			return errNotFound // a second Continue: the first got the code
 		}
-		x.done, x.subject, x.authTime, x.amr = true, x.username, authTime, amrOf(res.Method)
+		if x.tx == nil || x.tx.id != res.ID {
+			return errReplaced
+		}
+		x.done, x.subject, x.preferredUsername, x.authTime, x.amr = true, res.AccountID, x.tx.username, authTime, amrOf(res.Method)
 		return nil
 	})
 	if err != nil {
+		p.log.Info("approved sign-in not used", "auth_request", a.id, "signin", res.ID, "err", err)
 		p.requestError(w, err)
 		return
 	}
-	p.log.Info("sign-in approved", "auth_request", a.id, "username", done.subject, "signin", res.ID, "method", res.Method)
+	p.log.Info("sign-in approved", "auth_request", a.id, "username", done.preferredUsername, "account", done.subject,
+		"signin", res.ID, "method", res.Method)
 	op.AuthResponse(done, p.op, w, r)
 }
 
@@ -510,7 +586,12 @@ func (p *IdP) stepFailed(w http.ResponseWriter, r *http.Request, a *authRequest,
 // client with error=access_denied (built here rather than with
 // op.AuthRequestError, which logs through slog's default logger).
 func (p *IdP) accessDenied(w http.ResponseWriter, r *http.Request, a *authRequest, desc string) {
-	p.store.drop(a.id)
+	// Only the step in place ends the request: one replaced by a later
+	// POST /login (and so cancelled) does not end its successor.
+	if !p.store.dropIf(a.id, func(x *authRequest) bool { return !x.done && sameTx(x.tx, a.tx) }) {
+		p.requestError(w, errReplaced)
+		return
+	}
 	e := oidc.ErrAccessDenied().WithDescription("%s", desc)
 	e.State = a.state
 	u, err := op.AuthResponseURL(a.redirectURI, a.responseType, a.responseMode, e, p.op.Encoder())
@@ -531,9 +612,28 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// maxUserAgent bounds the user agent passed to the step, in bytes.
+const maxUserAgent = 512
+
+// cleanUserAgent is the user agent as the step accepts it: valid UTF-8
+// without control characters, at most maxUserAgent bytes cut on a rune
+// boundary (flows refuses anything else, and the user would be told they
+// cannot sign in).
+func cleanUserAgent(ua string) string {
+	ua = strings.ToValidUTF8(ua, "\uFFFD")
+	ua = strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return -1
+		}
+		return c
+	}, ua)
+	ua = strings.TrimSpace(ua)
+	if len(ua) <= maxUserAgent {
+		return ua
 	}
-	return s
+	n := maxUserAgent
+	for n > 0 && !utf8.RuneStart(ua[n]) {
+		n--
+	}
+	return strings.TrimSpace(ua[:n])
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -102,7 +104,7 @@ func newEnv(t *testing.T, edit func(*hostidp.Options)) *env {
 	var handler http.Handler
 	e.idp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(e.idp.Close)
-	o := hostidp.Options{Issuer: e.idp.URL, Step: e.local, ClientID: clientID, ClientSecret: clientSecret,
+	o := hostidp.Options{Issuer: e.idp.URL, Step: e.local, Accounts: e.local, ClientID: clientID, ClientSecret: clientSecret,
 		RedirectURI: redirectURI, Logger: log}
 	if edit != nil {
 		edit(&o)
@@ -138,6 +140,16 @@ func (e *env) user(name string) *authenticator.Authenticator {
 		e.t.Fatal(err)
 	}
 	return phone
+}
+
+// accountID is keystep's id for the account named.
+func (e *env) accountID(name string) string {
+	e.t.Helper()
+	a, err := e.local.GetAccount(e.ctx, step.AccountRef{Username: name})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a.ID
 }
 
 // authorize starts a sign-in at the relying party and returns the
@@ -202,7 +214,8 @@ func callback(t *testing.T, p *steptest.Page) url.Values {
 }
 
 // TestSignIn: the relying party's code flow through the host IdP, with the
-// phone approving the number shown; the ID token names the username.
+// phone approving the number shown; the ID token's sub is keystep's account
+// id and preferred_username the username.
 func TestSignIn(t *testing.T) {
 	e := newEnv(t, nil)
 	phone := e.user("alice")
@@ -265,14 +278,14 @@ func TestSignIn(t *testing.T) {
 		t.Fatalf("code exchange: %v", err)
 	}
 	c := tokens.IDTokenClaims
-	if c.Subject != "alice" || c.Issuer != e.idp.URL || c.PreferredUsername != "alice" || !slices.Equal(c.AuthenticationMethodsReferences, []string{"pop"}) {
+	if c.Subject != e.accountID("alice") || c.Issuer != e.idp.URL || c.PreferredUsername != "alice" || !slices.Equal(c.AuthenticationMethodsReferences, []string{"pop"}) {
 		t.Errorf("sub %q iss %q preferred_username %q amr %v", c.Subject, c.Issuer, c.PreferredUsername, c.AuthenticationMethodsReferences)
 	}
 	if at := c.AuthTime.AsTime(); at.Before(began.Add(-time.Second)) || at.After(time.Now()) {
 		t.Errorf("auth_time %v", at)
 	}
 	info, err := rp.Userinfo[*oidc.UserInfo](e.ctx, tokens.AccessToken, tokens.TokenType, c.Subject, e.party)
-	if err != nil || info.Subject != "alice" {
+	if err != nil || info.Subject != e.accountID("alice") || info.PreferredUsername != "alice" {
 		t.Errorf("userinfo %+v, %v", info, err)
 	}
 	// A second Continue after the answer gets nothing more.
@@ -336,8 +349,8 @@ func TestNotYet(t *testing.T) {
 	}
 	q := callback(t, b.Submit(again.Form(t, "/login/step"), nil))
 	tokens, err := rp.CodeExchange[*oidc.IDTokenClaims](e.ctx, q.Get("code"), e.party, rp.WithCodeVerifier(verifier))
-	if err != nil || tokens.IDTokenClaims.Subject != "dave" {
-		t.Fatalf("code exchange: %v", err)
+	if err != nil || tokens.IDTokenClaims.Subject != e.accountID("dave") {
+		t.Fatalf("code exchange: %+v, %v", tokens, err)
 	}
 }
 
@@ -380,7 +393,7 @@ func TestOverrideCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := tokens.IDTokenClaims; c.Subject != "frank" || !slices.Equal(c.AuthenticationMethodsReferences, []string{"otp"}) {
+	if c := tokens.IDTokenClaims; c.Subject != e.accountID("frank") || !slices.Equal(c.AuthenticationMethodsReferences, []string{"otp"}) {
 		t.Errorf("sub %q amr %v", c.Subject, c.AuthenticationMethodsReferences)
 	}
 }
@@ -454,4 +467,228 @@ func TestOtherBrowser(t *testing.T) {
 		t.Errorf("the same browser again: %d", p.Status)
 	}
 	e.username(b, form, "heidi")
+}
+
+// signIn signs in as typed (the phone approving) and returns the ID
+// token's claims.
+func (e *env) signIn(phone *authenticator.Authenticator, typed, state string) *oidc.IDTokenClaims {
+	e.t.Helper()
+	b := steptest.NewBrowser(e.t)
+	form, verifier := e.authorize(b, state)
+	page := e.username(b, form, typed)
+	if _, err := phone.ApproveRequest(e.ctx, pending(e.t, phone), number(e.t, page)); err != nil {
+		e.t.Fatal(err)
+	}
+	q := callback(e.t, b.Submit(page.Form(e.t, "/login/step"), nil))
+	tokens, err := rp.CodeExchange[*oidc.IDTokenClaims](e.ctx, q.Get("code"), e.party, rp.WithCodeVerifier(verifier))
+	if err != nil {
+		e.t.Fatalf("code exchange: %v", err)
+	}
+	return tokens.IDTokenClaims
+}
+
+// TestSubjectIsAccountID: the name typed in another case is the same
+// user, with the same sub (keystep's account id) and preferred_username as
+// keystep spells it; an account re-created under a removed one's name gets
+// another sub.
+func TestSubjectIsAccountID(t *testing.T) {
+	e := newEnv(t, nil)
+	phone := e.user("alice")
+	id := e.accountID("alice")
+	for _, typed := range []string{"alice", "Alice", "ALICE"} {
+		if c := e.signIn(phone, typed, "st-"+typed); c.Subject != id || c.PreferredUsername != "alice" {
+			t.Errorf("typed %q: sub %q preferred_username %q, want %q and alice", typed, c.Subject, c.PreferredUsername, id)
+		}
+	}
+	if _, err := e.local.Remove(e.ctx, step.AccountRef{AccountID: id}, "left"); err != nil {
+		t.Fatal(err)
+	}
+	phone2 := e.user("alice")
+	if c := e.signIn(phone2, "alice", "st-new"); c.Subject == id || c.Subject != e.accountID("alice") {
+		t.Errorf("the new alice has sub %q (the removed one had %q)", c.Subject, id)
+	}
+}
+
+// TestSubjectWithoutAccounts: without Options.Accounts the step is begun
+// for the typed name; sub is still the account id (from the result), and
+// preferred_username is the name as typed.
+func TestSubjectWithoutAccounts(t *testing.T) {
+	e := newEnv(t, func(o *hostidp.Options) { o.Accounts = nil })
+	phone := e.user("alice")
+	if c := e.signIn(phone, "Alice", "st-typed"); c.Subject != e.accountID("alice") || c.PreferredUsername != "Alice" {
+		t.Errorf("sub %q preferred_username %q", c.Subject, c.PreferredUsername)
+	}
+}
+
+// fakeStep is a step.Step whose transactions are named after the user;
+// Await on an approved one blocks until release is closed; it records the
+// BeginRequests.
+type fakeStep struct {
+	mu       sync.Mutex
+	begun    []step.BeginRequest
+	awaiting chan string   // gets the id of each blocked Await
+	release  chan struct{} // closed: the blocked Awaits return
+	approved map[string]bool
+	// beginGate, if it has a channel for a user, holds Begin until it
+	// is closed (after signalling on beginning).
+	beginGate map[string]chan struct{}
+	beginning chan string
+	cancelled []string
+}
+
+func newFakeStep() *fakeStep {
+	return &fakeStep{awaiting: make(chan string, 8), release: make(chan struct{}), approved: map[string]bool{},
+		beginGate: map[string]chan struct{}{}, beginning: make(chan string, 8)}
+}
+
+func (f *fakeStep) Begin(_ context.Context, r step.BeginRequest) (step.Transaction, error) {
+	f.mu.Lock()
+	gate := f.beginGate[r.Username]
+	f.mu.Unlock()
+	if gate != nil {
+		f.beginning <- r.Username
+		<-gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.begun = append(f.begun, r)
+	return step.Transaction{ID: "tx-" + r.Username, Number: "42", ExpiresAt: time.Now().Add(time.Minute)}, nil
+}
+
+func (f *fakeStep) Await(ctx context.Context, id string, _ func(step.Result)) (step.Result, error) {
+	f.mu.Lock()
+	approved := f.approved[id]
+	f.mu.Unlock()
+	if !approved {
+		<-ctx.Done()
+		return step.Result{}, ctx.Err()
+	}
+	f.awaiting <- id
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+		return step.Result{}, ctx.Err()
+	}
+	return step.Result{ID: id, AccountID: "acct-" + strings.TrimPrefix(id, "tx-"), Status: flows.StatusApproved,
+		Method: flows.MethodPush, DecidedAt: time.Now()}, nil
+}
+
+func (f *fakeStep) SendCode(context.Context, string, flows.Method) (step.SentCode, error) {
+	return step.SentCode{}, flows.ErrInvalid
+}
+
+func (f *fakeStep) SubmitCode(context.Context, string, string, string) (step.Result, error) {
+	return step.Result{}, flows.ErrWrongCode
+}
+
+func (f *fakeStep) Cancel(_ context.Context, id, _ string) (step.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancelled = append(f.cancelled, id)
+	if f.approved[id] {
+		return step.Result{}, flows.ErrAlreadyDecided
+	}
+	return step.Result{ID: id, Status: flows.StatusCancelled}, nil
+}
+
+// TestApprovalIsForTheUserWhoTookTheStep: Mallory signs in as herself,
+// presses Continue and approves on her phone; while Continue waits, a
+// second POST /login in her browser names alice. Mallory's approval must
+// not sign in alice: Continue gets no code, and alice's step stays
+// pending.
+func TestApprovalIsForTheUserWhoTookTheStep(t *testing.T) {
+	f := newFakeStep()
+	f.approved["tx-mallory"] = true
+	e := newEnv(t, func(o *hostidp.Options) { o.Step, o.Accounts, o.AwaitTimeout = f, nil, time.Minute })
+	b := steptest.NewBrowser(t)
+	form, verifier := e.authorize(b, "st-race")
+	page := e.username(b, form, "mallory")
+	answer := make(chan *steptest.Page, 1)
+	go func() { answer <- b.Submit(page.Form(t, "/login/step"), nil) }()
+	if id := <-f.awaiting; id != "tx-mallory" {
+		t.Fatalf("Await(%q)", id)
+	}
+	// Continue waits on Mallory's approved step; alice is named now.
+	e.username(b, form, "alice")
+	close(f.release)
+	p := <-answer
+	if q, err := url.Parse(p.Location); err == nil && q.Query().Get("code") != "" {
+		tokens, err := rp.CodeExchange[*oidc.IDTokenClaims](e.ctx, q.Query().Get("code"), e.party, rp.WithCodeVerifier(verifier))
+		if err != nil {
+			t.Fatalf("Mallory's approval got a code after alice was named (the exchange failed: %v)", err)
+		}
+		t.Fatalf("Mallory's approval signed in sub %q", tokens.IDTokenClaims.Subject)
+	}
+	if p.Status != http.StatusConflict {
+		t.Errorf("Continue on the replaced step: %d\n%s", p.Status, p.Text())
+	}
+	// The request is alice's now, and still waits on her step.
+	if again := b.Get(e.idp.URL + "/login/step?id=" + url.QueryEscape(form.Form(t, "/login").Fields.Get("id"))); again.Status != http.StatusOK ||
+		!strings.Contains(again.Text(), "Signing in as alice") {
+		t.Errorf("the step page afterwards: %d\n%s", again.Status, again.Text())
+	}
+}
+
+// TestUserAgentCleaned: the user agent reaches the step as valid UTF-8,
+// without control characters, and clipped on a rune boundary.
+func TestUserAgentCleaned(t *testing.T) {
+	f := newFakeStep()
+	e := newEnv(t, func(o *hostidp.Options) { o.Step, o.Accounts = f, nil })
+	b := steptest.NewBrowser(t)
+	form, _ := e.authorize(b, "st-ua")
+	// (Go's client sends no ASCII control character but tab.)
+	ua := "Mozilla/5.0\tbad\u0085\xff " + strings.Repeat("a", 481) + "ééééééééééé"
+	req, err := http.NewRequest(http.MethodPost, e.idp.URL+"/login",
+		strings.NewReader(url.Values{"id": form.Form(t, "/login").Fields["id"], "username": {"zoe"}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("User-Agent", ua)
+	if p := b.Do(req); p.Status != http.StatusSeeOther {
+		t.Fatalf("POST /login: %d\n%s", p.Status, p.Text())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.begun) != 1 {
+		t.Fatalf("%d Begins", len(f.begun))
+	}
+	got := f.begun[0].UserAgent
+	if !utf8.ValidString(got) || strings.ContainsFunc(got, unicode.IsControl) || len(got) > 512 ||
+		!strings.HasPrefix(got, "Mozilla/5.0bad\uFFFD aaa") || !strings.HasSuffix(got, "é") {
+		t.Errorf("user agent %q (%d bytes)", got, len(got))
+	}
+}
+
+// TestConcurrentLogins: two POST /login for one auth request at once: the
+// one whose step is begun last to be stored loses (its step is cancelled)
+// instead of silently replacing a step it never saw.
+func TestConcurrentLogins(t *testing.T) {
+	f := newFakeStep()
+	gate := make(chan struct{})
+	f.beginGate["bob"] = gate
+	e := newEnv(t, func(o *hostidp.Options) { o.Step, o.Accounts = f, nil })
+	b := steptest.NewBrowser(t)
+	form, _ := e.authorize(b, "st-two")
+	answer := make(chan *steptest.Page, 1)
+	go func() { answer <- b.Submit(form.Form(t, "/login"), url.Values{"username": {"bob"}}) }()
+	if name := <-f.beginning; name != "bob" {
+		t.Fatalf("Begin(%q)", name)
+	}
+	e.username(b, form, "carol") // while bob's Begin is held
+	close(gate)
+	if p := <-answer; p.Status != http.StatusConflict {
+		t.Errorf("the POST /login overtaken: %d → %q\n%s", p.Status, p.Location, p.Text())
+	}
+	f.mu.Lock()
+	cancelled := slices.Clone(f.cancelled)
+	f.mu.Unlock()
+	if !slices.Equal(cancelled, []string{"tx-bob"}) {
+		t.Errorf("cancelled %v, want [tx-bob]", cancelled)
+	}
+	page := b.Get(e.idp.URL + "/login/step?id=" + url.QueryEscape(form.Form(t, "/login").Fields.Get("id")))
+	if !strings.Contains(page.Text(), "Signing in as carol") {
+		t.Errorf("the step page: %d\n%s", page.Status, page.Text())
+	}
 }

@@ -45,10 +45,11 @@ type authRequest struct {
 	tx       *txView  // the step begun for the user (nil: none yet)
 
 	// The outcome: set once, when the step approved the user.
-	done     bool
-	subject  string
-	authTime time.Time
-	amr      []string
+	done              bool
+	subject           string // keystep's account id
+	preferredUsername string // the username shown for the account
+	authTime          time.Time
+	amr               []string
 
 	code       string    // the authorization code issued (one per request)
 	codeIssued time.Time // when: the code can be exchanged for codeTTL
@@ -74,11 +75,12 @@ func (a *authRequest) expired(now time.Time) bool { return now.Sub(a.createdAt) 
 
 // accessToken is an opaque access token's grant.
 type accessToken struct {
-	clientID  string
-	subject   string
-	scopes    []string
-	authTime  time.Time
-	expiresAt time.Time
+	clientID          string
+	subject           string
+	preferredUsername string
+	scopes            []string
+	authTime          time.Time
+	expiresAt         time.Time
 }
 
 // storage is op.Storage in memory: one client, one RSA signing key.
@@ -182,6 +184,25 @@ func (s *storage) drop(id string) {
 	delete(s.requests, id)
 }
 
+// dropIf forgets an auth request if drop says so of the live one, under
+// the lock; it reports whether it did (or the request was gone already).
+func (s *storage) dropIf(id string, drop func(*authRequest) bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.requests[id]
+	if a == nil {
+		return true
+	}
+	if !drop(a) {
+		return false
+	}
+	if a.code != "" {
+		delete(s.codes, a.code)
+	}
+	delete(s.requests, id)
+	return true
+}
+
 // AuthRequestByID returns a copy of a live auth request.
 func (s *storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {
 	return s.request(id)
@@ -234,7 +255,7 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 		return "", time.Time{}, errors.New("unsupported token request")
 	}
 	now := time.Now()
-	t := &accessToken{clientID: a.clientID, subject: a.subject, scopes: slices.Clone(a.scopes), authTime: a.authTime,
+	t := &accessToken{clientID: a.clientID, subject: a.subject, preferredUsername: a.preferredUsername, scopes: slices.Clone(a.scopes), authTime: a.authTime,
 		expiresAt: now.Add(accessTokenTTL)}
 	id := randomID()
 	s.mu.Lock()
@@ -334,17 +355,21 @@ func (s *storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string,
 	return nil
 }
 
-// SetUserinfoFromRequest fills the ID token: sub is the username, and the
-// profile scope adds preferred_username.
+// SetUserinfoFromRequest fills the ID token: sub is keystep's account id,
+// and the profile scope adds preferred_username.
 func (s *storage) SetUserinfoFromRequest(_ context.Context, u *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
-	setUserinfo(u, req.GetSubject(), scopes)
+	a, ok := req.(*authRequest)
+	if !ok {
+		return errors.New("unsupported ID token request")
+	}
+	setUserinfo(u, a.subject, a.preferredUsername, scopes)
 	return nil
 }
 
-func setUserinfo(u *oidc.UserInfo, subject string, scopes []string) {
+func setUserinfo(u *oidc.UserInfo, subject, preferredUsername string, scopes []string) {
 	u.Subject = subject
 	if slices.Contains(scopes, oidc.ScopeProfile) {
-		u.PreferredUsername = subject
+		u.PreferredUsername = preferredUsername
 	}
 }
 
@@ -365,7 +390,7 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, u *oidc.UserInfo, toke
 	if !ok {
 		return oidc.ErrAccessDenied().WithDescription("the access token is not active")
 	}
-	setUserinfo(u, t.subject, t.scopes)
+	setUserinfo(u, t.subject, t.preferredUsername, t.scopes)
 	return nil
 }
 
