@@ -1,6 +1,7 @@
 package samlidp
 
 import (
+	"fmt"
 	"maps"
 
 	"github.com/crewjam/saml"
@@ -53,4 +54,20 @@ func strengths(extra map[string]int) map[string]int {
 	s[ClassREFEDSMFA] = 6
 	maps.Copy(s, extra)
 	return s
+}
+
+// CheckStrengths refuses ranks an operator may not give: keystep's own
+// classes keep their ranks (a code must never pass for a device, nor
+// anything for REFEDS MFA), and a rank is 1 to 5 (6 is REFEDS MFA's).
+func CheckStrengths(extra map[string]int) error {
+	for class, rank := range extra {
+		switch class {
+		case ClassDevice, ClassCode, ClassREFEDSMFA, ClassREFEDSSFA:
+			return fmt.Errorf("authn_context_strengths: %s is keystep's own class; its rank cannot change", class)
+		}
+		if rank < 1 || rank > 5 {
+			return fmt.Errorf("authn_context_strengths: %s: a rank is 1 to 5, not %d", class, rank)
+		}
+	}
+	return nil
 }

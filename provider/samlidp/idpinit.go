@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/keystep/keystep/flows"
 )
@@ -50,6 +51,14 @@ func (p *Provider) loginSP(r *http.Request) *sp {
 	return s
 }
 
+// relayPath accepts an IdP-initiated RelayState only as a path on the SP
+// ("/home"): anyone can craft the login link, and many SPs redirect to
+// the RelayState, so a URL there would be an open redirect at the SP.
+func relayPath(v string) bool {
+	return v == "" || (len(v) <= maxRelayState && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//") &&
+		!strings.ContainsAny(v, "\\\r\n\t"))
+}
+
 func (p *Provider) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 	s := p.loginSP(r)
 	if s == nil {
@@ -57,8 +66,8 @@ func (p *Provider) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relay := r.URL.Query().Get("RelayState")
-	if len(relay) > maxRelayState {
-		plainError(w, "The RelayState is too long.", http.StatusBadRequest)
+	if !relayPath(relay) {
+		plainError(w, "The RelayState must be a path on the app, such as /home.", http.StatusBadRequest)
 		return
 	}
 	loginHeaders(w)
@@ -83,8 +92,8 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relay := r.PostForm.Get("RelayState")
-	if len(relay) > maxRelayState {
-		plainError(w, "The RelayState is too long.", http.StatusBadRequest)
+	if !relayPath(relay) {
+		plainError(w, "The RelayState must be a path on the app, such as /home.", http.StatusBadRequest)
 		return
 	}
 	ctx := r.Context()

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
@@ -44,34 +47,67 @@ func (p *Provider) Metadata(ctx context.Context) (*saml.EntityDescriptor, *keyri
 	return ed, signing, nil
 }
 
+// metadataCache keeps the signed metadata for a while: signing it costs an
+// RSA signature, and anyone may fetch it.
+type metadataCache struct {
+	mu    sync.Mutex
+	keys  string // the published key ids it was made with
+	until time.Time
+	body  []byte
+}
+
+// metadataFresh is how long a signed metadata document is served again
+// (its Cache-Control max-age).
+const metadataFresh = 5 * time.Minute
+
 func (p *Provider) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	ed, signing, err := p.Metadata(r.Context())
+	keys, err := p.keys.Current(r.Context())
 	if err != nil {
 		p.internalError(w, "metadata", err)
 		return
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	now := p.clock.Now()
+	c := &p.metaCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if key := strings.Join(ids, " "); c.body == nil || c.keys != key || !now.Before(c.until) {
+		body, err := p.metadataBody(r.Context())
+		if err != nil {
+			p.internalError(w, "metadata", err)
+			return
+		}
+		c.keys, c.until, c.body = key, now.Add(metadataFresh), body
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	w.Header().Set("Cache-Control", "max-age=300")
+	_, _ = w.Write(c.body)
+}
+
+// metadataBody is the metadata document, signed unless configured not to.
+func (p *Provider) metadataBody(ctx context.Context) ([]byte, error) {
+	ed, signing, err := p.Metadata(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var out []byte
 	if p.signMeta {
 		el, err := signMetadata(ed, signing)
 		if err != nil {
-			p.internalError(w, "sign the metadata", err)
-			return
+			return nil, fmt.Errorf("sign the metadata: %w", err)
 		}
 		doc := etree.NewDocument()
 		doc.SetRoot(el)
-		out, err = doc.WriteToBytes()
-		if err != nil {
-			p.internalError(w, "write the metadata", err)
-			return
+		if out, err = doc.WriteToBytes(); err != nil {
+			return nil, fmt.Errorf("write the metadata: %w", err)
 		}
 	} else if out, err = xml.MarshalIndent(ed, "", "  "); err != nil {
-		p.internalError(w, "write the metadata", err)
-		return
+		return nil, fmt.Errorf("write the metadata: %w", err)
 	}
-	w.Header().Set("Content-Type", "application/samlmetadata+xml")
-	w.Header().Set("Cache-Control", "max-age=300")
-	_, _ = w.Write([]byte(xml.Header))
-	_, _ = w.Write(out)
+	return append([]byte(xml.Header), out...), nil
 }
 
 // signMetadata signs the metadata on its root element with RSA-SHA256 and
@@ -105,18 +141,15 @@ func signMetadata(ed *saml.EntityDescriptor, k *keyring.Key) (*etree.Element, er
 	return el, nil
 }
 
-// signingContext is an XML signature context for key k.
+// signingContext is an XML signature context for k, an RSA key (the
+// metadata is always signed with RS256).
 func signingContext(k *keyring.Key) (*dsig.SigningContext, error) {
 	ctx, err := dsig.NewSigningContext(k.Signer, [][]byte{k.Cert.Raw})
 	if err != nil {
 		return nil, err
 	}
 	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
-	method := dsig.RSASHA256SignatureMethod
-	if k.Alg == keyring.ES256 {
-		method = dsig.ECDSASHA256SignatureMethod
-	}
-	if err := ctx.SetSignatureMethod(method); err != nil {
+	if err := ctx.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
 		return nil, err
 	}
 	return ctx, nil

@@ -108,6 +108,7 @@ type Provider struct {
 	ssoHits     *ratelimit.Window
 	handler     http.Handler
 	nameFormats []saml.NameIDFormat
+	metaCache   metadataCache
 }
 
 // New builds the Provider. SP metadata is loaded by Start; signing keys are
@@ -157,6 +158,9 @@ func New(o Options) (*Provider, error) {
 	if o.ClientIP == nil {
 		o.ClientIP = remoteIP
 	}
+	if err := CheckStrengths(o.ClassStrengths); err != nil {
+		return nil, fmt.Errorf("saml idp: %w", err)
+	}
 	sealKey, err := seal.Derive(o.Secret, "saml-signing-keys")
 	if err != nil {
 		return nil, fmt.Errorf("saml idp: %w", err)
@@ -167,7 +171,19 @@ func New(o Options) (*Provider, error) {
 		strengths: strengths(o.ClassStrengths), stepPath: o.StepPath, clientIP: o.ClientIP, clock: o.Clock, log: o.Logger,
 		ssoHits: &ratelimit.Window{Limit: o.SSOPerIPPerMinute},
 	}
-	p.registry = &registry{byEntity: map[string]*sp{}, byID: map[string]*sp{}, client: o.HTTPClient, clock: o.Clock,
+	// Metadata is fetched from https URLs only; a redirect must keep to
+	// them (an http hop would let the network replace the SP's keys).
+	fetch := *o.HTTPClient
+	fetch.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("too many redirects")
+		}
+		if !sendable(req.URL.String(), o.Insecure) {
+			return fmt.Errorf("redirect to %s refused: not https", req.URL.Redacted())
+		}
+		return nil
+	}
+	p.registry = &registry{byEntity: map[string]*sp{}, byID: map[string]*sp{}, client: &fetch, clock: o.Clock,
 		insecure: o.Insecure, log: o.Logger}
 	algs := map[keyring.Alg]bool{}
 	formats := map[string]bool{}
@@ -207,7 +223,7 @@ func New(o Options) (*Provider, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /saml/metadata", p.serveMetadata)
 	mux.Handle("/saml/sso", p.limitSSO(p.guardSSO(http.HandlerFunc(p.serveSSO))))
-	mux.Handle("/saml/slo", p.guardSSO(http.HandlerFunc(p.serveSLO)))
+	mux.Handle("/saml/slo", p.limitSSO(p.guardSSO(http.HandlerFunc(p.serveSLO))))
 	mux.Handle("GET /saml/login/{sp}", p.limitSSO(http.HandlerFunc(p.serveLoginForm)))
 	mux.Handle("POST /saml/login/{sp}", p.limitSSO(http.HandlerFunc(p.serveLogin)))
 	p.handler = mux

@@ -49,7 +49,7 @@ func (p *Provider) serveSLO(w http.ResponseWriter, r *http.Request) {
 var sloForm = template.Must(template.New("slo").Parse("keystep-slo-form\n{{.URL}}\n{{.SAMLResponse}}\n{{.RelayState}}"))
 
 func parseSLOForm(body string) (string, url.Values, bool) {
-	lines := strings.Split(body, "\n")
+	lines := strings.SplitN(body, "\n", 4) // RelayState, last, may hold newlines
 	if len(lines) != 4 || lines[0] != "keystep-slo-form" {
 		return "", nil, false
 	}

@@ -183,8 +183,8 @@ func (c *SPConfig) check(insecure bool) error {
 		if !slices.Contains(allMethods, m) || class == "" {
 			return fmt.Errorf("service provider %s: authn_context: %q → %q is not a method and a class", c.ID, m, class)
 		}
-		if class == ClassREFEDSMFA && !c.HostFirstFactor {
-			return fmt.Errorf("service provider %s: %s may be asserted only with host_first_factor: true", c.ID, ClassREFEDSMFA)
+		if class == ClassREFEDSMFA {
+			return fmt.Errorf("service provider %s: use refeds_mfa, not authn_context, to assert %s", c.ID, ClassREFEDSMFA)
 		}
 	}
 	switch c.REFEDSMFA {
@@ -194,6 +194,9 @@ func (c *SPConfig) check(insecure bool) error {
 	case REFEDSRequested, REFEDSAlways:
 		if !c.HostFirstFactor {
 			return fmt.Errorf("service provider %s: refeds_mfa %s needs host_first_factor: true (keystep alone is one factor)", c.ID, c.REFEDSMFA)
+		}
+		if c.AllowUnsignedRequests {
+			return fmt.Errorf("service provider %s: refeds_mfa %s needs signed requests (only a signed request shows the host sent the user)", c.ID, c.REFEDSMFA)
 		}
 	default:
 		return fmt.Errorf("service provider %s: refeds_mfa must be never, requested or always", c.ID)
@@ -256,7 +259,6 @@ type sp struct {
 	mu        sync.RWMutex
 	meta      *saml.EntityDescriptor // filtered; nil until loaded
 	loadErr   error
-	loadedAt  time.Time
 	expiresAt time.Time // validUntil of the metadata (zero: none)
 }
 
@@ -321,7 +323,7 @@ func (g *registry) load(ctx context.Context, s *sp) (err error) {
 				exp = m.ValidUntil
 			}
 			s.mu.Lock()
-			s.meta, s.loadErr, s.loadedAt, s.expiresAt = m, nil, g.clock.Now(), exp
+			s.meta, s.loadErr, s.expiresAt = m, nil, exp
 			s.mu.Unlock()
 			return nil
 		}
@@ -496,10 +498,7 @@ func dropEncryptionKeys(m *saml.EntityDescriptor) {
 // refreshLoop loads the SP's metadata again on schedule until ctx ends.
 func (g *registry) refreshLoop(ctx context.Context, s *sp, wake func(time.Duration) <-chan time.Time) {
 	for {
-		wait := s.cfg.Refresh
-		if s.loadErrNow() {
-			wait = min(wait, time.Minute) // a failed fetch is retried sooner
-		}
+		wait := s.nextRefresh(g.clock.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -511,10 +510,20 @@ func (g *registry) refreshLoop(ctx context.Context, s *sp, wake func(time.Durati
 	}
 }
 
-func (s *sp) loadErrNow() bool {
+// nextRefresh is how long until the metadata is loaded again: the SP's
+// refresh period, a minute after a failure, and at most half the time
+// left before the metadata's validUntil (but not under a minute).
+func (s *sp) nextRefresh(now time.Time) time.Duration {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.loadErr != nil
+	wait := s.cfg.Refresh
+	if s.loadErr != nil {
+		wait = min(wait, time.Minute)
+	}
+	if !s.expiresAt.IsZero() {
+		wait = min(wait, max(time.Minute, s.expiresAt.Sub(now)/2))
+	}
+	return wait
 }
 
 func isLoopback(h string) bool {

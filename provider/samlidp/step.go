@@ -202,11 +202,34 @@ func (p *Provider) Refuse(w http.ResponseWriter, r *http.Request, id, reason str
 		plainError(w, "The app that sent you here can no longer be answered. Go back to the app and sign in again.", http.StatusBadRequest)
 		return
 	}
+	// The page says why; only the store says whether the account is
+	// suspended or removed.
+	switch err := p.accountActive(ctx, fr.AccountID); {
+	case err != nil && (errors.Is(err, flows.ErrAccountSuspended) || errors.Is(err, flows.ErrAccountRemoved)):
+		p.sendStatus(w, r, req, id, statusFor(err))
+		return
+	case reason == steppage.RefusedSuspended || reason == steppage.RefusedRemoved:
+		reason = ""
+	}
 	p.sendStatus(w, r, req, id, refusalStatus(reason))
 }
 
-// sendStatus answers the SP with an error Response.
+// sendStatus answers the SP with an error Response, once: the request is
+// finished first, so that no later Continue answers it again (with
+// another status, or an assertion).
 func (p *Provider) sendStatus(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest, id string, e *saml.StatusError) {
+	ctx := r.Context()
+	err := p.store().InTx(ctx, func(tx flows.Tx) error {
+		return tx.CompleteAuthRequest(ctx, id, flows.AuthResult{At: req.Now.UTC()})
+	})
+	if errors.Is(err, flows.ErrAlreadyDecided) {
+		plainError(w, "This sign-in request was already answered.", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		p.internalError(w, "finish the request", err)
+		return
+	}
 	p.log.Info("saml: answered with an error status", "auth_request", id, "status", e.SecondLevel, "message", e.Message)
 	if err := req.IDP.SendErrorResponse(w, req, e); err != nil {
 		p.internalError(w, "error response", err)

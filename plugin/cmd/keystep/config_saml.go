@@ -132,6 +132,9 @@ func (c *Config) validateSAML() []error {
 	if c.SAML.RotateEvery != 0 && c.SAML.PublishAhead >= c.SAML.RotateEvery {
 		errs = append(errs, c.keyError("saml.publish_ahead", "must be shorter than saml.rotate_every"))
 	}
+	if err := samlidp.CheckStrengths(c.SAML.AuthnContextStrengths); err != nil {
+		errs = append(errs, c.keyError("saml.authn_context_strengths", "%v", err))
+	}
 	want := c.SAML.WantSignedRequests == nil || *c.SAML.WantSignedRequests
 	seen, seenEntity := map[string]bool{}, map[string]bool{}
 	for i, sc := range c.SAML.ServiceProviders {
