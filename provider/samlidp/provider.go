@@ -386,8 +386,12 @@ func (s *sp) hasEncryptionKey() bool {
 	if s.meta == nil {
 		return false
 	}
-	_, err := encryptionCert(s.meta)
-	return err == nil
+	for _, d := range s.meta.SPSSODescriptors {
+		if _, err := encryptionCert(d.KeyDescriptors); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // KeyPolicy says when signing keys rotate (see Options.Keys).

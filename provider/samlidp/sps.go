@@ -415,20 +415,24 @@ func parseSPMetadata(data []byte, c *SPConfig, insecure bool) (*saml.EntityDescr
 		})
 		d.ArtifactResolutionServices = nil
 		d.ManageNameIDServices = nil
+		// The library encrypts to the key of the descriptor whose ACS
+		// answers, so each descriptor is judged on its own.
+		_, encErr := encryptionCert(d.KeyDescriptors)
+		if c.Encrypt == EncryptRequired && encErr != nil {
+			continue // no assertion may go to it unencrypted
+		}
+		if c.Encrypt == EncryptNever || encErr != nil {
+			d.KeyDescriptors = signingOnly(d.KeyDescriptors) // the library then never encrypts
+		}
 		out.SPSSODescriptors = append(out.SPSSODescriptors, d)
 	}
 	if len(out.SPSSODescriptors) == 0 {
+		if c.Encrypt == EncryptRequired {
+			return nil, errors.New("metadata has no HTTP-POST AssertionConsumerService on https with an RSA encryption key of 2048 bits or more, and encrypt_assertions is required")
+		}
 		return nil, errors.New("metadata has no HTTP-POST AssertionConsumerService on https")
 	}
 	out.IDPSSODescriptors = nil
-	_, err = encryptionCert(&out)
-	if c.Encrypt == EncryptRequired && err != nil {
-		return nil, fmt.Errorf("encrypt_assertions is required but %w", err)
-	}
-	if c.Encrypt == EncryptNever || err != nil {
-		// No usable key: the library then never encrypts.
-		dropEncryptionKeys(&out)
-	}
 	return &out, nil
 }
 
@@ -447,52 +451,48 @@ func sendable(raw string, insecure bool) bool {
 	return false
 }
 
-// encryptionCert is the SP's RSA encryption certificate (2048 bits or more)
-// as the library picks it: the first KeyDescriptor with use="encryption",
-// else the first without a use.
-func encryptionCert(m *saml.EntityDescriptor) (*x509.Certificate, error) {
+// encryptionCert is a descriptor's RSA encryption certificate (2048 bits
+// or more) as the library picks it: the first KeyDescriptor with
+// use="encryption", else the first without a use.
+func encryptionCert(kds []saml.KeyDescriptor) (*x509.Certificate, error) {
 	for _, use := range []string{"encryption", ""} {
-		for _, d := range m.SPSSODescriptors {
-			for _, kd := range d.KeyDescriptors {
-				if kd.Use != use || len(kd.KeyInfo.X509Data.X509Certificates) == 0 {
-					continue
-				}
-				raw := strings.Join(strings.Fields(kd.KeyInfo.X509Data.X509Certificates[0].Data), "")
-				der, err := base64.StdEncoding.DecodeString(raw)
-				if err != nil {
-					return nil, fmt.Errorf("the encryption certificate cannot be read: %w", err)
-				}
-				cert, err := x509.ParseCertificate(der)
-				if err != nil {
-					return nil, fmt.Errorf("the encryption certificate cannot be read: %w", err)
-				}
-				pub, ok := cert.PublicKey.(*rsa.PublicKey)
-				if !ok || pub.N.BitLen() < 2048 {
-					return nil, errors.New("the encryption key is not RSA of 2048 bits or more")
-				}
-				return cert, nil
+		for _, kd := range kds {
+			if kd.Use != use || len(kd.KeyInfo.X509Data.X509Certificates) == 0 {
+				continue
 			}
+			raw := strings.Join(strings.Fields(kd.KeyInfo.X509Data.X509Certificates[0].Data), "")
+			der, err := base64.StdEncoding.DecodeString(raw)
+			if err != nil {
+				return nil, fmt.Errorf("the encryption certificate cannot be read: %w", err)
+			}
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				return nil, fmt.Errorf("the encryption certificate cannot be read: %w", err)
+			}
+			pub, ok := cert.PublicKey.(*rsa.PublicKey)
+			if !ok || pub.N.BitLen() < 2048 {
+				return nil, errors.New("the encryption key is not RSA of 2048 bits or more")
+			}
+			return cert, nil
 		}
 	}
 	return nil, errors.New("the metadata offers no encryption key")
 }
 
-// dropEncryptionKeys removes every key the library could encrypt to.
-func dropEncryptionKeys(m *saml.EntityDescriptor) {
-	for i := range m.SPSSODescriptors {
-		d := &m.SPSSODescriptors[i]
-		var keep []saml.KeyDescriptor
-		for _, kd := range d.KeyDescriptors {
-			switch kd.Use {
-			case "signing":
-				keep = append(keep, kd)
-			case "": // signing and encryption: keep it for signing only
-				kd.Use = "signing"
-				keep = append(keep, kd)
-			}
+// signingOnly keeps the keys of a descriptor the library could not
+// encrypt to: the signing ones, and those without a use as signing ones.
+func signingOnly(kds []saml.KeyDescriptor) []saml.KeyDescriptor {
+	var keep []saml.KeyDescriptor
+	for _, kd := range kds {
+		switch kd.Use {
+		case "signing":
+			keep = append(keep, kd)
+		case "": // signing and encryption: keep it for signing only
+			kd.Use = "signing"
+			keep = append(keep, kd)
 		}
-		d.KeyDescriptors = keep
 	}
+	return keep
 }
 
 // refreshLoop loads the SP's metadata again on schedule until ctx ends.
