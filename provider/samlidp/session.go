@@ -38,8 +38,6 @@ type requestData struct {
 	NameID       *saml.NameID            `json:"name_id,omitempty"`
 	NameIDPolicy *saml.NameIDPolicy      `json:"name_id_policy,omitempty"`
 	RAC          *requestedContext       `json:"rac,omitempty"`
-	ForceAuthn   bool                    `json:"force_authn,omitempty"`
-	Signed       bool                    `json:"signed,omitempty"`
 	Methods      []flows.Method          `json:"methods"`
 	Classes      map[flows.Method]string `json:"classes"`
 	IdPInitiated bool                    `json:"idp_initiated,omitempty"`
@@ -74,8 +72,7 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 
 	// A signature is what stops a stranger from sending prompts to a
 	// user's phone. Every signature present was verified by Validate.
-	signed := isSigned(req, r)
-	if !signed && !sp.cfg.AllowUnsignedRequests {
+	if !isSigned(req, r) && !sp.cfg.AllowUnsignedRequests {
 		p.onError(w, r, http.StatusBadRequest, fmt.Errorf("service provider %s: the AuthnRequest is not signed", sp.cfg.ID))
 		return nil
 	}
@@ -129,8 +126,7 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 	data := requestData{
 		ID: req.Request.ID, IssueInstant: req.Request.IssueInstant, SP: entity,
 		ACS: req.ACSEndpoint.Location, ACSBinding: req.ACSEndpoint.Binding, RelayState: req.RelayState,
-		NameIDPolicy: req.Request.NameIDPolicy, Signed: signed,
-		ForceAuthn: req.Request.ForceAuthn != nil && *req.Request.ForceAuthn,
+		NameIDPolicy: req.Request.NameIDPolicy,
 	}
 	if subj := req.Request.Subject; subj != nil && subj.NameID != nil {
 		nid := *subj.NameID
