@@ -200,27 +200,23 @@ func (r *Ring) Current(ctx context.Context) ([]*Key, error) {
 	return slices.Clone(keys), nil
 }
 
-// Signing returns the key that signs now for alg: the newest active one.
+// Signing returns the key that signs now for alg: the newest active one
+// (see signingOf).
 func (r *Ring) Signing(ctx context.Context, alg Alg) (*Key, error) {
 	keys, err := r.Current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	now := r.clock.Now()
-	var best *Key
-	for _, k := range keys {
-		if k.Alg == alg && !k.ActiveAt.After(now) && (best == nil || !k.ActiveAt.Before(best.ActiveAt)) {
-			best = k
-		}
-	}
+	best := signingOf(keys, alg, r.clock.Now())
 	if best == nil {
 		return nil, fmt.Errorf("no %s signing key is active for %s", r.use, alg)
 	}
 	return best, nil
 }
 
-// Rotate forces a rotation: new keys sign from now, the old ones stay
-// published for KeepAfter. It returns the published keys.
+// Rotate forces a rotation: new keys sign from now, the old ones that
+// have signed stay published for KeepAfter at most, and a next key that
+// has not signed yet leaves at once. It returns the published keys.
 func (r *Ring) Rotate(ctx context.Context) ([]Info, error) {
 	now := r.clock.Now()
 	r.mu.Lock()
@@ -249,9 +245,7 @@ func (r *Ring) Info(ctx context.Context) ([]Info, error) {
 func (r *Ring) infoLocked(now time.Time) []Info {
 	out := make([]Info, 0, len(r.keys))
 	for _, k := range r.keys {
-		signing := !k.ActiveAt.After(now) && !slices.ContainsFunc(r.keys, func(o *Key) bool {
-			return o.Alg == k.Alg && !o.ActiveAt.After(now) && o.ActiveAt.After(k.ActiveAt)
-		})
+		signing := k == signingOf(r.keys, k.Alg, now)
 		out = append(out, Info{ID: k.ID, Alg: string(k.Alg), Use: string(r.use), CreatedAt: k.createdAt,
 			ActiveAt: k.ActiveAt, RetireAt: k.RetireAt, Signing: signing})
 	}
@@ -292,43 +286,111 @@ func (r *Ring) open(sk flows.StoredKey) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: certificate: %w", sk.ID, err)
 	}
+	// The certificate is not sealed: one who can write the store but has
+	// not the seal key could put in a certificate of their own key, which
+	// would be published as this key's.
+	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("signing key %s: the certificate does not match the key", sk.ID)
+	}
 	return &Key{ID: sk.ID, Alg: Alg(sk.Alg), Signer: signer, Cert: cert, ActiveAt: sk.ActiveAt, RetireAt: sk.RetireAt,
 		createdAt: sk.CreatedAt}, nil
+}
+
+// signingOf returns the key of alg that signs at now, nil if none: of the
+// active ones, the one with the latest ActiveAt, then (on a tie) the one
+// made last, then the one that retires last, then the greatest id, so that
+// every instance, and the rotation check, pick the same.
+func signingOf(keys []*Key, alg Alg, now time.Time) *Key {
+	var best *Key
+	for _, k := range keys {
+		if k.Alg == alg && !k.ActiveAt.After(now) && (best == nil || signsBefore(k, best)) {
+			best = k
+		}
+	}
+	return best
+}
+
+// signsBefore reports whether a, active, signs in preference to b.
+func signsBefore(a, b *Key) bool {
+	switch {
+	case !a.ActiveAt.Equal(b.ActiveAt):
+		return a.ActiveAt.After(b.ActiveAt)
+	case !a.createdAt.Equal(b.createdAt):
+		return a.createdAt.After(b.createdAt)
+	case !a.RetireAt.Equal(b.RetireAt):
+		return a.RetireAt.IsZero() || (!b.RetireAt.IsZero() && a.RetireAt.After(b.RetireAt))
+	}
+	return a.ID > b.ID
+}
+
+// nextOf returns the key of alg that signs after now, nil if none: of the
+// ones not active yet, the one made first, then the least id. There is
+// more than one only when instances made one each at once.
+func nextOf(keys []*Key, alg Alg, now time.Time) *Key {
+	var next *Key
+	for _, k := range keys {
+		if k.Alg == alg && k.ActiveAt.After(now) && (next == nil || k.createdAt.Before(next.createdAt) ||
+			(k.createdAt.Equal(next.createdAt) && k.ID < next.ID)) {
+			next = k
+		}
+	}
+	return next
 }
 
 // rotateDue makes the keys the policy wants: for each algorithm, one that
 // signs now (made active at once only when there is none, as on the first
 // start or after a forced rotation), and the next one published
 // PublishAhead before the current one's time is up; a replaced key
-// retires KeepAfter after its successor takes over.
+// retires KeepAfter after its successor takes over. A forced rotation
+// retires at once a next key that has not signed, and the others KeepAfter
+// after now (or earlier, as set before). Keys that instances made at the
+// same time, each seeing none, are retired but the one signingOf or
+// nextOf picks: a next key at once, an active key KeepAfter after now.
 func (r *Ring) rotateDue(ctx context.Context, keys []*Key, now time.Time, force bool) ([]*Key, error) {
 	changed := false
-	for _, alg := range r.algs {
-		var signing, next *Key
-		for _, k := range keys {
-			if k.Alg != alg {
-				continue
-			}
-			if !k.ActiveAt.After(now) {
-				signing = k // newest active wins
-			} else {
-				next = k
-			}
+	retire := func(k *Key, at time.Time) error {
+		// The store keeps an earlier time already set.
+		if err := r.store.RetireKey(ctx, k.ID, at); err != nil {
+			return fmt.Errorf("retire signing key %s: %w", k.ID, err)
 		}
-		switch {
-		case force || signing == nil:
+		changed = true
+		return nil
+	}
+	for _, alg := range r.algs {
+		signing, next := signingOf(keys, alg, now), nextOf(keys, alg, now)
+		if force || signing == nil {
 			if _, err := r.create(ctx, alg, now, now); err != nil {
 				return nil, err
 			}
+			changed = true
 			for _, old := range keys {
-				if old.Alg == alg && old.RetireAt.IsZero() {
-					if err := r.store.RetireKey(ctx, old.ID, now.Add(r.policy.KeepAfter)); err != nil {
-						return nil, fmt.Errorf("retire signing key %s: %w", old.ID, err)
-					}
+				if old.Alg != alg {
+					continue
+				}
+				at := now.Add(r.policy.KeepAfter)
+				if old.ActiveAt.After(now) {
+					at = now // it never signed: it must not sign after the new key
+				}
+				if err := retire(old, at); err != nil {
+					return nil, err
 				}
 			}
-			changed = true
-		case next == nil && now.After(signing.ActiveAt.Add(r.policy.RotateEvery-r.policy.PublishAhead)):
+			continue
+		}
+		for _, k := range keys {
+			switch {
+			case k.Alg != alg || k == signing || k == next:
+			case k.ActiveAt.After(now): // a twin of next: it never signed
+				if err := retire(k, now); err != nil {
+					return nil, err
+				}
+			case k.RetireAt.IsZero(): // a twin of the signing key
+				if err := retire(k, now.Add(r.policy.KeepAfter)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if next == nil && now.After(signing.ActiveAt.Add(r.policy.RotateEvery-r.policy.PublishAhead)) {
 			at := signing.ActiveAt.Add(r.policy.RotateEvery)
 			if at.Before(now.Add(r.policy.PublishAhead)) {
 				at = now.Add(r.policy.PublishAhead)
@@ -341,10 +403,9 @@ func (r *Ring) rotateDue(ctx context.Context, keys []*Key, now time.Time, force 
 				r.log.Warn("published the next "+string(r.use)+" signing key; it signs from active_at. "+r.advice,
 					"use", string(r.use), "kid", k.ID, "alg", string(alg), "active_at", at.UTC().Format(time.RFC3339))
 			}
-			if err := r.store.RetireKey(ctx, signing.ID, at.Add(r.policy.KeepAfter)); err != nil {
-				return nil, fmt.Errorf("retire signing key %s: %w", signing.ID, err)
+			if err := retire(signing, at.Add(r.policy.KeepAfter)); err != nil {
+				return nil, err
 			}
-			changed = true
 		}
 	}
 	if !changed {

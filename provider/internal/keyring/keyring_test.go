@@ -8,6 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	"math/big"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +23,8 @@ import (
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/provider/internal/keyring"
 	"github.com/keystep/keystep/provider/internal/seal"
+
+	_ "modernc.org/sqlite" // to write the store's file as an intruder would
 )
 
 const day = 24 * time.Hour
@@ -34,12 +40,14 @@ type env struct {
 	store flows.Store
 	seal  seal.Key
 	clock *clocktest.Clock
+	path  string // the SQLite file
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystep.db"))
+	path := filepath.Join(t.TempDir(), "keystep.db")
+	st, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, store: st, seal: sk, clock: clocktest.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))}
+	return &env{t: t, ctx: ctx, store: st, seal: sk, clock: clocktest.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)), path: path}
 }
 
 // ring makes a ring over the env's store; o's Store, Seal and Clock are
@@ -376,5 +384,252 @@ func TestNew(t *testing.T) {
 		if _, err := keyring.New(o); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// samlPolicy is the SAML IdP's yearly policy.
+var samlPolicy = keyring.Policy{RotateEvery: 365 * day, PublishAhead: 30 * day, KeepAfter: day}
+
+// samlRing is a ring with the SAML IdP's policy (ES256 keys, quicker to
+// make than RSA ones, rotate the same).
+func (e *env) samlRing(st flows.Store) *keyring.Ring {
+	e.t.Helper()
+	r, err := keyring.New(keyring.Options{Store: st, Seal: e.seal, Clock: e.clock, Use: flows.KeyUseSAML,
+		Algs: []keyring.Alg{keyring.ES256}, Policy: samlPolicy, Defaults: oidcDefaults})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// stored returns the ids of the keys of use the store publishes now.
+func (e *env) stored(use flows.KeyUse) []string {
+	e.t.Helper()
+	ks, err := e.store.ListKeys(e.ctx, use, e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ids := make([]string, len(ks))
+	for i, k := range ks {
+		ids[i] = k.ID
+	}
+	return ids
+}
+
+// selfSigned returns a self-signed certificate of priv.
+func selfSigned(t *testing.T, priv crypto.Signer, cn string, now time.Time) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * 365 * day), KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// storeKey stores an ES256 key of use made at created that signs from
+// active, as an instance would, and returns its id.
+func (e *env) storeKey(use flows.KeyUse, created, active time.Time) string {
+	e.t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id := flows.NewID()
+	if err := e.store.CreateKey(e.ctx, flows.StoredKey{ID: id, Use: use, Alg: string(keyring.ES256),
+		Sealed: e.seal.Seal(der, []byte(id)), Cert: selfSigned(e.t, priv, "stored "+id, created),
+		CreatedAt: created, ActiveAt: active}); err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// TestKeyringRotateInPublishWindow: a rotation forced while the next key
+// is published retires the replaced key KeepAfter later (not at its
+// scheduled time, weeks away) and the next key at once, so that it never
+// signs after the forced one.
+func TestKeyringRotateInPublishWindow(t *testing.T) {
+	e := newEnv(t)
+	r := e.samlRing(e.store)
+	first := e.signing(r, keyring.ES256)
+
+	// Forced on day 336, a day into the next key's 30 days.
+	e.clock.Advance(336 * day)
+	if ids := e.current(r); len(ids) != 2 || ids[0] != first.ID {
+		t.Fatalf("day 336: SAML keys %v, want the first and the next", ids)
+	}
+	if _, err := r.Rotate(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	forced := e.signing(r, keyring.ES256)
+	if ids := e.current(r); len(ids) != 2 || ids[0] != first.ID || ids[1] != forced.ID {
+		t.Fatalf("after the rotation: SAML keys %v, want the first %s (retiring) and the forced %s", ids, first.ID, forced.ID)
+	}
+	e.clock.Advance(day + time.Minute)
+	if ids := e.current(r); len(ids) != 1 || ids[0] != forced.ID {
+		t.Fatalf("a day after the forced rotation: SAML keys %v, want only %s", ids, forced.ID)
+	}
+
+	// Forced at 364.5 days into the forced key's year, its next key due
+	// at 365: the next key leaves, and the forced one signs after 365.
+	e.clock.Advance(335*day - 2*time.Minute)
+	ids := e.current(r)
+	if len(ids) != 2 {
+		t.Fatalf("30 days before the next rotation: SAML keys %v", ids)
+	}
+	next := ids[1]
+	e.clock.Advance(29*day + 12*time.Hour)
+	if _, err := r.Rotate(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := e.signing(r, keyring.ES256)
+	if again.ID == forced.ID || again.ID == next {
+		t.Fatalf("the second forced rotation made no key: %s signs", again.ID)
+	}
+	if ids := e.current(r); slices.Contains(ids, next) {
+		t.Errorf("after the forced rotation, the next key %s that never signed is still published: %v", next, ids)
+	}
+	e.clock.Advance(13 * time.Hour) // past the next key's ActiveAt
+	if k := e.signing(r, keyring.ES256); k.ID != again.ID {
+		t.Errorf("13 hours after the forced rotation, %s signs, want the forced key %s", k.ID, again.ID)
+	}
+	if s, n := e.signers(r); n != 2 || s["ES256"] != again.ID {
+		t.Errorf("13 hours after: signers %v, %d keys published (want the forced keys)", s, n)
+	}
+}
+
+// TestKeyringSigningAgrees: the rotation check takes the key Signing
+// returns for the signing one, even when a key made later signs from
+// earlier, so it retires the other.
+func TestKeyringSigningAgrees(t *testing.T) {
+	e := newEnv(t)
+	t0 := e.clock.Now()
+	a := e.storeKey(flows.KeyUseOIDC, t0, t0.Add(day))                      // a next key
+	b := e.storeKey(flows.KeyUseOIDC, t0.Add(time.Hour), t0.Add(time.Hour)) // made later, signing from earlier
+	e.clock.Advance(day + time.Minute)
+	r := e.ring(keyring.Options{Use: flows.KeyUseOIDC, Algs: []keyring.Alg{keyring.ES256}, Defaults: oidcDefaults})
+	if k := e.signing(r, keyring.ES256); k.ID != a {
+		t.Fatalf("%s signs, want %s (the later ActiveAt)", k.ID, a)
+	}
+	e.clock.Advance(day + time.Minute)
+	if k := e.signing(r, keyring.ES256); k.ID != a {
+		t.Errorf("a day later %s signs, want still %s", k.ID, a)
+	}
+	if ids := e.current(r); len(ids) != 1 || ids[0] != a {
+		t.Errorf("a day later: keys %v, want only %s (%s retired)", ids, a, b)
+	}
+}
+
+// TestKeyringCertificateMismatch: a certificate put in the store for
+// another key than the sealed one is refused, not published.
+func TestKeyringCertificateMismatch(t *testing.T) {
+	e := newEnv(t)
+	k := e.signing(e.oidcRing(), keyring.ES256)
+
+	// An intruder who can write the database, but has not the seal key,
+	// puts in a certificate of their own key.
+	theirs, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(e.path)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.ExecContext(e.ctx, "UPDATE server_keys SET cert = ? WHERE id = ?",
+		selfSigned(t, theirs, k.Cert.Subject.CommonName, e.clock.Now()), k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("update: %d rows, %v", n, err)
+	}
+
+	_, err = e.oidcRing().Current(e.ctx)
+	if want := "signing key " + k.ID + ": the certificate does not match the key"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Current with a swapped certificate: %v, want %q", err, want)
+	}
+}
+
+// racingStore runs race once, after the next ListKeys has read the keys and
+// before it returns them: another instance acts between this one's look
+// and its change.
+type racingStore struct {
+	flows.Store
+	race func()
+}
+
+func (s *racingStore) ListKeys(ctx context.Context, use flows.KeyUse, now time.Time) ([]flows.StoredKey, error) {
+	ks, err := s.Store.ListKeys(ctx, use, now)
+	if f := s.race; f != nil {
+		s.race = nil
+		f()
+	}
+	return ks, err
+}
+
+// TestKeyringTwins: two instances that each see no next key (or no key)
+// make one each; on its next look a ring retires all but one, the next
+// twin at once, the active one KeepAfter later, and both rings sign with
+// the same keys.
+func TestKeyringTwins(t *testing.T) {
+	e := newEnv(t)
+	t0 := e.clock.Now()
+	rs := &racingStore{Store: e.store}
+	a, b := e.samlRing(e.store), e.samlRing(rs)
+
+	// First start: both make a signing key.
+	rs.race = func() { e.current(a) }
+	e.current(b)
+	if ids := e.stored(flows.KeyUseSAML); len(ids) != 2 {
+		t.Fatalf("first start raced: stored keys %v, want twins", ids)
+	}
+	e.clock.Advance(time.Minute)
+	signing := e.signing(a, keyring.ES256)
+	if k := e.signing(b, keyring.ES256); k.ID != signing.ID {
+		t.Fatalf("instance a signs with %s, b with %s", signing.ID, k.ID)
+	}
+	e.clock.Advance(day + time.Minute)
+	if ids := e.stored(flows.KeyUseSAML); len(ids) != 1 || ids[0] != signing.ID {
+		t.Fatalf("a day after the twin signing keys: stored %v, want only %s", ids, signing.ID)
+	}
+
+	// 30 days before the year is up: both publish a next key.
+	e.clock.Advance(t0.Add(335*day + time.Minute).Sub(e.clock.Now()))
+	rs.race = func() { e.current(a) }
+	e.current(b)
+	stored, err := e.store.ListKeys(e.ctx, flows.KeyUseSAML, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 3 {
+		t.Fatalf("the next key raced: %d stored keys, want the signing one and twin next ones", len(stored))
+	}
+	e.clock.Advance(time.Minute)
+	ka, kb := e.current(a), e.current(b)
+	if len(ka) != 2 || !slices.Equal(ka, kb) || ka[0] != signing.ID {
+		t.Fatalf("after the next look: a has %v, b %v; want the signing key and one next", ka, kb)
+	}
+	if ids := e.stored(flows.KeyUseSAML); !slices.Equal(ids, ka) {
+		t.Fatalf("the store has %v, the rings %v", ids, ka)
+	}
+	next := ka[1]
+
+	e.clock.Advance(30*day + time.Minute) // past the next key's ActiveAt
+	for _, r := range []*keyring.Ring{a, b} {
+		if k := e.signing(r, keyring.ES256); k.ID != next {
+			t.Errorf("after the rotation %s signs, want %s", k.ID, next)
+		}
+	}
+	e.clock.Advance(day + time.Minute)
+	e.current(a)
+	if ids := e.stored(flows.KeyUseSAML); len(ids) != 1 || ids[0] != next {
+		t.Errorf("a day after the rotation: stored %v, want only %s", ids, next)
 	}
 }
