@@ -99,7 +99,9 @@ func (e *RemoteError) Unwrap() error { return e.Err }
 
 // FromStatus turns a gRPC status error from the plugin back into flows'
 // error: a *RemoteError wrapping it (a *flows.RateLimitError or
-// *flows.LockedError where those carry more), or the context error. A
+// *flows.LockedError where those carry more), or the context error. An
+// ErrorInfo code this SDK does not know (a newer plugin's) gives a
+// *RemoteError with the plugin's message and no flows error (Err nil). A
 // status without ErrorInfo (such as Unavailable when the plugin died) is
 // returned as it is.
 func FromStatus(err error) error {
@@ -138,6 +140,9 @@ func FromStatus(err error) error {
 			}
 			return &RemoteError{Message: st.Message(), Err: inner, Code: st.Code()}
 		}
+		// A code this SDK does not know (a newer plugin's): the plugin's
+		// message, with no flows error to match.
+		return &RemoteError{Message: st.Message(), Code: st.Code()}
 	}
 	return err
 }
