@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/plugin/pluginapi"
 	pb "github.com/keystep/keystep/plugin/proto/keystep/v1"
@@ -36,12 +38,15 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 }
 
 // unary is call with the plugin's errors turned back into flows' errors.
+// The SDK's own errors (ErrPluginExited, ErrClosed, a failed restart),
+// which wrap a status, are returned as they are: FromStatus would replace
+// them by the status they wrap.
 func unary[T any](ctx context.Context, c *Client, idempotent bool, fn func(context.Context, *pluginapi.Clients) (T, error)) (T, error) {
 	out, err := call(ctx, c, idempotent, fn)
-	if err != nil {
+	if _, answered := err.(interface{ GRPCStatus() *status.Status }); answered {
 		return out, wire.FromStatus(err)
 	}
-	return out, nil
+	return out, err
 }
 
 // Begin implements step.Step. It is not repeated after a restart unless

@@ -19,7 +19,10 @@
 // with ErrIncompatibleVersion (naming both sides' versions) if there is
 // none. With Options.Checksum the binary's SHA-256 is checked before each
 // start, restarts included, and a mismatch (ErrChecksumMismatch) runs
-// nothing.
+// nothing. go-plugin hashes the file and then executes the path, so there
+// is a window between the check and the run in which a replaced file
+// would run unchecked: the binary and the directories above it must be
+// writable only by root or the host's own user.
 //
 // The plugin logs JSON lines on its stderr; each becomes a record of
 // Options.Logger with its own level, time and attributes, plus
@@ -35,7 +38,8 @@
 // *flows.RateLimitError with its RetryAfter, and so on. When ctx ends,
 // every method returns ctx.Err() itself (context.Canceled or
 // context.DeadlineExceeded); gRPC carries the deadline to the plugin. Calls
-// after Close return ErrClosed.
+// after Close, and calls that Close cuts off, return ErrClosed (one that
+// changes state and had reached the plugin also wraps ErrPluginExited).
 //
 // # Restarts
 //

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/plugin/pluginapi"
 	pb "github.com/keystep/keystep/plugin/proto/keystep/v1"
 	"github.com/keystep/keystep/plugin/step"
@@ -35,7 +36,12 @@ type fakePlugin struct {
 	// dieIn makes the next Begin or Check (after it has arrived) stop the
 	// server instead of answering.
 	dieIn atomic.Bool
-	once  sync.Once
+	// hang makes Begin and Await block until their call ends (a plugin
+	// that stopped answering); each hung call is announced on hung.
+	hang   atomic.Bool
+	hung   chan string
+	awaits atomic.Int32
+	once   sync.Once
 
 	pb.UnimplementedStepServer
 	pb.UnimplementedHealthServer
@@ -43,7 +49,7 @@ type fakePlugin struct {
 
 func newFakePlugin(t *testing.T, name string) *fakePlugin {
 	t.Helper()
-	f := &fakePlugin{name: name, srv: grpc.NewServer(), path: filepath.Join(t.TempDir(), "plugin.sock")}
+	f := &fakePlugin{name: name, srv: grpc.NewServer(), path: filepath.Join(t.TempDir(), "plugin.sock"), hung: make(chan string, 16)}
 	ln, err := net.Listen("unix", f.path)
 	if err != nil {
 		t.Fatal(err)
@@ -74,12 +80,35 @@ func (f *fakePlugin) arrived(ctx context.Context) bool {
 	return true
 }
 
+// hangs blocks until the call ends if the fake is hung, and reports
+// whether it did.
+func (f *fakePlugin) hangs(ctx context.Context, method string) bool {
+	if !f.hang.Load() {
+		return false
+	}
+	f.hung <- method
+	<-ctx.Done()
+	return true
+}
+
 func (f *fakePlugin) Begin(ctx context.Context, r *pb.BeginRequest) (*pb.Transaction, error) {
 	n := f.begins.Add(1)
 	if f.arrived(ctx) {
 		return nil, status.Error(codes.Unavailable, "dying")
 	}
+	if f.hangs(ctx, "Begin") {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	return &pb.Transaction{Id: fmt.Sprintf("%s-%d", f.name, n)}, nil
+}
+
+// Await answers that the sign-in was approved by f, unless hung.
+func (f *fakePlugin) Await(r *pb.AwaitRequest, s grpc.ServerStreamingServer[pb.Result]) error {
+	f.awaits.Add(1)
+	if f.hangs(s.Context(), "Await") {
+		return status.FromContextError(s.Context().Err()).Err()
+	}
+	return s.Send(&pb.Result{Id: r.GetId(), Status: string(flows.StatusApproved), Reason: f.name})
 }
 
 func (f *fakePlugin) Check(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthStatus, error) {
@@ -111,9 +140,9 @@ func (f *fakePlugin) instance(t *testing.T, gen int, unnoticed bool) *instance {
 
 // fakeClient is a Client on first, whose restart connects to next.
 func fakeClient(t *testing.T, first, next *fakePlugin, unnoticed bool) *Client {
-	c := &Client{o: Options{Path: "fake"}, log: slog.New(slog.DiscardHandler)}
+	c := newClient(Options{Path: "fake", Logger: slog.New(slog.DiscardHandler)})
 	c.cur = first.instance(t, 1, unnoticed)
-	c.startFn = func(gen int) (*instance, error) { return next.instance(t, gen, false), nil }
+	c.startFn = func(_ context.Context, gen int) (*instance, error) { return next.instance(t, gen, false), nil }
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -29,10 +29,15 @@ import (
 type Options struct {
 	// Path is the keystep binary (required).
 	Path string
-	// Checksum is the binary's SHA-256. When set, the binary is hashed
-	// and compared with it before every start (go-plugin's SecureConfig),
+	// Checksum is the binary's SHA-256 (sha256.Size bytes; Launch
+	// fails on any other length). When set, the binary is hashed and
+	// compared with it before every start (go-plugin's SecureConfig),
 	// restarts included; a mismatch fails with ErrChecksumMismatch and the
-	// binary is not run.
+	// binary is not run. go-plugin hashes the file and then executes the
+	// path: whoever can replace the file in between runs their own
+	// binary. The check does not protect against that window, so the
+	// binary and its directory must be writable only by root or the
+	// host's own user.
 	Checksum []byte
 	// Config is keystep's YAML configuration, as text; the plugin reads
 	// it from pluginapi.ConfigEnv. Pending sign-ins survive a restart
@@ -46,8 +51,9 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Env is added to the plugin's environment, which is otherwise the
-	// host's own (so KEYSTEP_* variables of the host reach the plugin's
-	// configuration, after Config).
+	// host's own. The plugin's configuration is Config alone
+	// (pluginapi.ConfigEnv): in plugin mode keystep ignores KEYSTEP_*
+	// configuration overrides, the host's and Env's alike.
 	Env []string
 	// Versions are the contract versions the host speaks, in any order
 	// (default: pluginapi.ProtocolV1). The plugin picks the newest it
@@ -79,11 +85,14 @@ var (
 
 // Restart policy.
 const (
-	startAttempts = 3                      // starts tried per restart
-	firstBackoff  = 100 * time.Millisecond // wait before the second start; doubles
-	probeTimeout  = 2 * time.Second        // a Health probe of a plugin whose connection broke
-	retries       = 3                      // repeats of one call after restarts
+	startAttempts = 3               // starts tried per restart
+	probeTimeout  = 2 * time.Second // a Health probe of a plugin whose connection broke
+	retries       = 3               // repeats of one call after restarts
 )
+
+// firstBackoff is the wait before a restart's second start; it doubles
+// (a variable for tests).
+var firstBackoff = 100 * time.Millisecond
 
 // exitGrace is how long a broken connection waits for go-plugin to see
 // the process exit before probing it (a variable for tests).
@@ -95,7 +104,11 @@ var exitGrace = 2 * time.Second
 type Client struct {
 	o       Options
 	log     *slog.Logger
-	startFn func(gen int) (*instance, error) // start, or a fake's in tests
+	startFn func(ctx context.Context, gen int) (*instance, error) // start, or a fake's in tests
+	// closing ends when Close begins: it stops a restart's starts and
+	// the pauses between them.
+	closing     context.Context
+	stopClosing context.CancelFunc
 
 	mu       sync.Mutex
 	cur      *instance // the running plugin (or the dead one until restarted)
@@ -146,6 +159,9 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 	if o.Path == "" {
 		return nil, errors.New("keystep plugin: Options.Path is required")
 	}
+	if len(o.Checksum) > 0 && len(o.Checksum) != sha256.Size {
+		return nil, fmt.Errorf("keystep plugin: Options.Checksum has %d bytes; a SHA-256 has %d", len(o.Checksum), sha256.Size)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -159,14 +175,22 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 	o.Env = slices.Clone(o.Env)
 	o.Checksum = slices.Clone(o.Checksum)
 	o.Config = slices.Clone(o.Config)
-	c := &Client{o: o, log: o.Logger.With("plugin", "keystep")}
+	c := newClient(o)
 	c.startFn = c.start
 	inst, err := c.startCtx(ctx, 1)
 	if err != nil {
+		c.stopClosing()
 		return nil, err
 	}
 	c.cur = inst
 	return c, nil
+}
+
+// newClient is a Client of o without an instance or a start function.
+func newClient(o Options) *Client {
+	c := &Client{o: o, log: o.Logger.With("plugin", "keystep")}
+	c.closing, c.stopClosing = context.WithCancel(context.Background())
+	return c
 }
 
 // startCtx starts an instance, giving up (and killing it once started)
@@ -178,7 +202,7 @@ func (c *Client) startCtx(ctx context.Context, gen int) (*instance, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		inst, err := c.startFn(gen)
+		inst, err := c.startFn(ctx, gen)
 		ch <- result{inst, err}
 	}()
 	select {
@@ -194,9 +218,17 @@ func (c *Client) startCtx(ctx context.Context, gen int) (*instance, error) {
 	}
 }
 
-// start runs the binary once and connects to it.
-func (c *Client) start(gen int) (*instance, error) {
-	cmd := exec.Command(c.o.Path)
+// start runs the binary once and connects to it. When ctx ends first,
+// the process is killed and start returns ctx's error.
+func (c *Client) start(ctx context.Context, gen int) (*instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// The process lives on its own context, which ctx cancels only while
+	// the start runs (go-plugin's start cannot be interrupted otherwise).
+	pctx, pcancel := context.WithCancel(context.Background())
+	unwatch := context.AfterFunc(ctx, pcancel)
+	cmd := exec.CommandContext(pctx, c.o.Path)
 	cmd.Env = append(os.Environ(), c.o.Env...)
 	cmd.Env = append(cmd.Env, pluginapi.ConfigEnv+"="+string(c.o.Config))
 	cfg := &goplugin.ClientConfig{
@@ -218,7 +250,12 @@ func (c *Client) start(gen int) (*instance, error) {
 	}
 	pc := goplugin.NewClient(cfg)
 	fail := func(err error) (*instance, error) {
+		unwatch()
 		pc.Kill()
+		pcancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, c.launchError(err)
 	}
 	rpc, err := pc.Client()
@@ -233,14 +270,17 @@ func (c *Client) start(gen int) (*instance, error) {
 	if !ok {
 		return fail(fmt.Errorf("dispensed %T, not *pluginapi.Clients", raw))
 	}
-	inst := &instance{api: api, gen: gen, hasExited: pc.Exited, stop: pc.Kill}
+	inst := &instance{api: api, gen: gen, hasExited: pc.Exited, stop: func() { pc.Kill(); pcancel() }}
 	if rc := pc.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.StartTimeout)
+	hctx, cancel := context.WithTimeout(ctx, c.o.StartTimeout)
 	defer cancel()
-	if _, err := api.Health.Check(ctx, &pb.HealthRequest{}, grpc.WaitForReady(true)); err != nil {
+	if _, err := api.Health.Check(hctx, &pb.HealthRequest{}, grpc.WaitForReady(true)); err != nil {
 		return fail(fmt.Errorf("first health check: %w", err))
+	}
+	if !unwatch() { // ctx ended: the process is being killed
+		return fail(ctx.Err())
 	}
 	c.log.Info("keystep plugin started", "pid", inst.pid, "protocol", pc.NegotiatedVersion(), "start", gen)
 	return inst, nil
@@ -320,8 +360,10 @@ func (c *Client) Restarts() int {
 }
 
 // Close stops the plugin (gracefully, then by force after two seconds)
-// and waits for it to exit. Calls in flight fail; later calls return
-// ErrClosed.
+// and waits for it to exit; a restart in progress is abandoned (the
+// process it was starting is killed). Calls in flight fail, with
+// ErrClosed where they would otherwise restart the plugin; later calls
+// return ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -331,6 +373,7 @@ func (c *Client) Close() error {
 	c.closed = true
 	inst, r := c.cur, c.restart
 	c.mu.Unlock()
+	c.stopClosing() // ends the restart's start and its pauses
 	if r != nil {
 		<-r.done // the restart kills what it started, seeing closed
 	}
@@ -338,6 +381,13 @@ func (c *Client) Close() error {
 		inst.kill()
 	}
 	return nil
+}
+
+// isClosed reports whether Close was called.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // instance returns the running plugin, restarting it first if it has
@@ -405,25 +455,25 @@ func (c *Client) runRestart(r *restart, old *instance, why string) {
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		if attempt > 1 {
 			c.log.Warn("keystep plugin restart failed; trying again", "attempt", attempt-1, "error", err, "backoff", backoff)
-			time.Sleep(backoff) // between process starts, not synchronisation
+			if !c.pause(backoff) {
+				break
+			}
 			backoff *= 2
 		}
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if closed {
-			err = ErrClosed
+		if c.isClosed() {
 			break
 		}
-		if inst, err = c.startFn(old.gen + 1); err == nil || errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrIncompatibleVersion) {
+		if inst, err = c.startFn(c.closing, old.gen+1); err == nil || errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrIncompatibleVersion) {
 			break
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.restart = nil
-	if err == nil && c.closed {
-		inst.kill()
+	if c.closed {
+		if err == nil {
+			inst.kill()
+		}
 		inst, err = nil, ErrClosed
 	}
 	if err != nil {
@@ -437,16 +487,38 @@ func (c *Client) runRestart(r *restart, old *instance, why string) {
 	c.log.Warn("keystep plugin restarted", "pid", inst.pid, "old_pid", old.pid, "restarts", c.restarts)
 }
 
+// pause waits d between two starts of a restart (not synchronisation),
+// or until Close; it reports whether it waited the whole time.
+func (c *Client) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.closing.Done():
+		return false
+	}
+}
+
+// deadlineSkew is how far ahead of ctx's deadline a DeadlineExceeded from
+// the plugin is still taken for ctx's: the plugin's clock runs its own
+// timer for the deadline gRPC passes on, and may fire a moment early.
+const deadlineSkew = time.Second
+
 // ctxError returns ctx's error if err came of ctx ending: either ctx has
-// ended, or the plugin gave up at ctx's deadline (which gRPC passes on)
-// a moment before ctx itself ends, which it then waits for.
+// ended, or the plugin gave up at ctx's deadline (DeadlineExceeded, which
+// gRPC passes on) a moment before ctx itself ends, which it then waits
+// for. Anything else, Canceled included (what a call gets when Close or a
+// restart closes the connection under it), is left to the caller: nil.
 func ctxError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	c := status.Code(err)
+	if status.Code(err) != codes.DeadlineExceeded {
+		return nil
+	}
 	deadline, ok := ctx.Deadline()
-	if !ok || (c != codes.Canceled && c != codes.DeadlineExceeded) {
+	if !ok || time.Until(deadline) > deadlineSkew {
 		return nil
 	}
 	t := time.NewTimer(time.Until(deadline) + 100*time.Millisecond)
@@ -488,9 +560,14 @@ func broken(inst *instance, err error) bool {
 // heal is called after a call on inst failed with a broken
 // connection: it decides whether the plugin is gone (its process exited,
 // or it no longer answers Health) and if so restarts it. It returns the
-// instance to use next, or an error if there is none.
+// instance to use next, or an error if there is none (ErrClosed at once
+// after Close). An instance the SDK killed (a restart) is gone without
+// asking.
 func (c *Client) heal(ctx context.Context, inst *instance, cause error) (*instance, error) {
-	if !c.waitExit(ctx, inst) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	if !inst.killed.Load() && !c.waitExit(ctx, inst) {
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		_, err := inst.api.Health.Check(pctx, &pb.HealthRequest{})
 		cancel()
@@ -576,6 +653,9 @@ func call[T any](ctx context.Context, c *Client, idempotent bool, fn func(contex
 			return zero, err
 		}
 		if !idempotent && sent.Load() {
+			if c.isClosed() {
+				return zero, fmt.Errorf("%w; %w: %w", ErrClosed, ErrPluginExited, err)
+			}
 			// Restart for the next call, without waiting for it here.
 			go func() { _, _ = c.heal(context.Background(), inst, err) }()
 			return zero, fmt.Errorf("%w: %w", ErrPluginExited, err)
