@@ -6,8 +6,9 @@
 // # The contract
 //
 // Launch runs the binary (Options.Path) with keystep's magic cookie
-// (pluginapi.Handshake), its YAML configuration in the environment
-// (pluginapi.ConfigEnv) and go-plugin's gRPC protocol with AutoMTLS: the
+// (pluginapi.Handshake), its YAML configuration through a pipe (the
+// plugin's file descriptor 3, pluginapi.ConfigFDEnv: no environment holds
+// its secrets) and go-plugin's gRPC protocol with AutoMTLS: the
 // connection is a unix socket (or loopback TCP) that only this host can
 // use. The plugin runs keystep's device API, which phones call, on its own
 // listener (the configuration's listen and public_url): the host never

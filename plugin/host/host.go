@@ -40,7 +40,8 @@ type Options struct {
 	// host's own user.
 	Checksum []byte
 	// Config is keystep's YAML configuration, as text; the plugin reads
-	// it from pluginapi.ConfigEnv. Pending sign-ins survive a restart
+	// it from a pipe (its file descriptor 3), never from the environment.
+	// Pending sign-ins survive a restart
 	// only if the store it names outlives the process (a data_dir or a
 	// database); phones keep reaching a restarted plugin only if its
 	// device API address (listen, public_url) is fixed.
@@ -51,8 +52,8 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Env is added to the plugin's environment, which is otherwise the
-	// host's own. The plugin's configuration is Config alone
-	// (pluginapi.ConfigEnv): in plugin mode keystep ignores KEYSTEP_*
+	// host's own. The plugin's configuration is Config alone: in plugin
+	// mode keystep ignores KEYSTEP_*
 	// configuration overrides, the host's and Env's alike.
 	Env []string
 	// Versions are the contract versions the host speaks, in any order
@@ -230,7 +231,23 @@ func (c *Client) start(ctx context.Context, gen int) (*instance, error) {
 	unwatch := context.AfterFunc(ctx, pcancel)
 	cmd := exec.CommandContext(pctx, c.o.Path)
 	cmd.Env = append(os.Environ(), c.o.Env...)
-	cmd.Env = append(cmd.Env, pluginapi.ConfigEnv+"="+string(c.o.Config))
+	// The configuration may hold secrets: it goes through a pipe (the
+	// plugin's file descriptor 3), not the environment, which other
+	// processes of the same user can read and which children inherit.
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		unwatch()
+		pcancel()
+		return nil, fmt.Errorf("keystep plugin: configuration pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{cfgR}
+	cmd.Env = append(cmd.Env, pluginapi.ConfigFDEnv+"=3", pluginapi.ConfigEnv+"=")
+	go func() {
+		// A write to a plugin that never reads ends when the parent's copy
+		// of the reading end is closed below and the child's is gone.
+		_, _ = cfgW.Write(c.o.Config)
+		cfgW.Close()
+	}()
 	cfg := &goplugin.ClientConfig{
 		HandshakeConfig:  pluginapi.Handshake,
 		VersionedPlugins: versionedPlugins(c.o.Versions),
@@ -249,6 +266,7 @@ func (c *Client) start(ctx context.Context, gen int) (*instance, error) {
 		cfg.SecureConfig = &goplugin.SecureConfig{Checksum: c.o.Checksum, Hash: sha256.New()}
 	}
 	pc := goplugin.NewClient(cfg)
+	defer cfgR.Close() // the child has its own copy once started
 	fail := func(err error) (*instance, error) {
 		unwatch()
 		pc.Kill()

@@ -669,3 +669,29 @@ func TestConcurrentCallsShareOneRestart(t *testing.T) {
 		t.Fatalf("Restarts = %d after one death", c.Restarts())
 	}
 }
+
+// TestConfigNotInEnvironment: the configuration (which may hold secrets)
+// reaches the plugin through a pipe, and is in no process environment:
+// the plugin listens where the configuration says, and its
+// /proc/<pid>/environ holds neither the configuration nor a marker put in
+// it.
+func TestConfigNotInEnvironment(t *testing.T) {
+	e := newEnv(t, "")
+	const marker = "secret-marker-7f3a9c"
+	e.config = append(e.config, []byte("# "+marker+"\n")...)
+	c := launch(t, e)
+	h, err := c.Health(context.Background())
+	if err != nil || !strings.HasPrefix(h.DeviceAPIURL, "http://127.0.0.1:") {
+		t.Fatalf("Health = %+v, %v: the configuration did not arrive", h, err)
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(environ), marker) || strings.Contains(string(environ), "data_dir") {
+		t.Error("the plugin's environment holds its configuration")
+	}
+	if !strings.Contains(string(environ), "KEYSTEP_PLUGIN_CONFIG_FD=3") {
+		t.Error("the plugin was not told to read its configuration from file descriptor 3")
+	}
+}

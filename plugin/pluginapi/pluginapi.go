@@ -22,7 +22,13 @@ const (
 	MagicCookieValue = "passwordless-step"
 )
 
-// ConfigEnv is the environment variable through which the host passes the
+// ConfigFDEnv names the file descriptor (3, the first of exec.Cmd's
+// ExtraFiles) from which the plugin reads its configuration (keystep's
+// YAML configuration file, as text) to the end. The SDK passes the
+// configuration this way, so that its secrets are in no environment.
+const ConfigFDEnv = "KEYSTEP_PLUGIN_CONFIG_FD"
+
+// ConfigEnv is the environment variable through which a host may pass the
 // plugin its configuration (keystep's YAML configuration file, as text).
 const ConfigEnv = "KEYSTEP_PLUGIN_CONFIG"
 

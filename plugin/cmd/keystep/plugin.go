@@ -70,11 +70,11 @@ func servePlugin(stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	// gRPC's own log is text on stderr: it goes to this log instead.
 	grpclog.SetLoggerV2(grpcLogger{log.With("logger", "grpc")})
-	cfg, err := pluginConfig(os.Getenv(pluginapi.ConfigEnv))
-	// The configuration may hold secrets: it is not left in this process's
-	// environment for what it starts (the copy in /proc/<pid>/environ
-	// stays readable by the same user, as for any environment variable).
-	os.Unsetenv(pluginapi.ConfigEnv)
+	var cfg Config
+	text, err := pluginConfigText()
+	if err == nil {
+		cfg, err = pluginConfig(text)
+	}
 	if err != nil {
 		log.Error("keystep plugin: configuration", "err", err)
 		return exitFailure
@@ -106,6 +106,31 @@ func runPlugin(svc *flows.Service, publicURL string, log *slog.Logger) {
 		Logger:           pluginLogger(log.With("logger", "go-plugin")),
 	})
 	log.Info("the host closed the plugin")
+}
+
+// pluginConfigText reads the configuration the host passed: from the file
+// descriptor ConfigFDEnv names (the SDK's way: no environment holds it),
+// else from ConfigEnv, which is then dropped from this process's
+// environment so that nothing it starts inherits it.
+func pluginConfigText() (string, error) {
+	defer os.Unsetenv(pluginapi.ConfigEnv)
+	fd := os.Getenv(pluginapi.ConfigFDEnv)
+	if fd == "" {
+		return os.Getenv(pluginapi.ConfigEnv), nil
+	}
+	if fd != "3" {
+		return "", fmt.Errorf("%s=%q: the configuration is read from file descriptor 3 only", pluginapi.ConfigFDEnv, fd)
+	}
+	f := os.NewFile(3, "keystep-config")
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read the configuration from file descriptor 3: %w", err)
+	}
+	if len(data) > maxConfigFile {
+		return "", fmt.Errorf("the configuration is larger than %d bytes", maxConfigFile)
+	}
+	return string(data), nil
 }
 
 // pluginConfig parses the configuration text the host passed, in memory
