@@ -61,23 +61,34 @@ func BenchmarkOIDCSignIn(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Warm up: the first sign-in makes the signing keys and fetches the
-	// key set.
+	// The warm-up makes the signing keys and fetches the key set.
+	runSignIns(b, keystepServe.pid, pool, func(u *benchUser, state string) error {
+		return benchSignIn(ctx, b, srv, party, tr, u, state)
+	})
+}
+
+// runSignIns measures sign-ins by signIn, about benchWorkers at once, each
+// for a user taken from pool (and put back), after one warm-up sign-in.
+// It reports sign-ins per second and where the machine's time went: the
+// CPU time per sign-in of the server process (serverPID; 0: none) and of
+// this one (browser, phone, relying party, and keystep itself when it runs
+// in process).
+func runSignIns[U any](b *testing.B, serverPID int, pool chan U, signIn func(u U, state string) error) {
+	b.Helper()
 	u := <-pool
-	if err := benchSignIn(ctx, b, srv, party, tr, u, "warm-up"); err != nil {
+	if err := signIn(u, "warm-up"); err != nil {
 		b.Fatal(err)
 	}
 	pool <- u
-
 	var seq atomic.Int64
 	b.SetParallelism((benchWorkers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-	serverCPU, okServer := cpuTime(keystepServe.pid)
+	serverCPU, okServer := cpuTime(serverPID)
 	selfCPU, okSelf := cpuTime(os.Getpid())
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			u := <-pool
-			err := benchSignIn(ctx, b, srv, party, tr, u, fmt.Sprint("st-", seq.Add(1)))
+			err := signIn(u, fmt.Sprint("st-", seq.Add(1)))
 			pool <- u
 			if err != nil {
 				b.Error(err)
@@ -87,9 +98,7 @@ func BenchmarkOIDCSignIn(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
-	// Where the machine's time went: the server's CPU time and this
-	// process's (browser, phone and relying party) per sign-in.
-	if now, ok := cpuTime(keystepServe.pid); ok && okServer {
+	if now, ok := cpuTime(serverPID); serverPID != 0 && ok && okServer {
 		b.ReportMetric(float64((now-serverCPU).Microseconds())/float64(b.N), "server-cpu-us/op")
 	}
 	if now, ok := cpuTime(os.Getpid()); ok && okSelf {

@@ -7,10 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,40 +114,6 @@ func benchHostIdP(b *testing.B, k hostKeystep) {
 		}
 		return err
 	}
-	// Warm up: the first sign-in fetches the host IdP's key set.
-	u := <-pool
-	if err := signIn(u, "warm-up"); err != nil {
-		b.Fatal(err)
-	}
-	pool <- u
-
-	var seq atomic.Int64
-	b.SetParallelism((benchWorkers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-	pluginCPU, okPlugin := cpuTime(k.pid)
-	selfCPU, okSelf := cpuTime(os.Getpid())
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			u := <-pool
-			err := signIn(u, fmt.Sprint("st-", seq.Add(1)))
-			pool <- u
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
-	// Where the machine's time went: the plugin's CPU time and this
-	// process's (browser, host IdP, phones, relying party, and keystep
-	// itself when in process) per sign-in.
-	if k.pid != 0 && okPlugin {
-		if now, ok := cpuTime(k.pid); ok {
-			b.ReportMetric(float64((now-pluginCPU).Microseconds())/float64(b.N), "server-cpu-us/op")
-		}
-	}
-	if now, ok := cpuTime(os.Getpid()); ok && okSelf {
-		b.ReportMetric(float64((now-selfCPU).Microseconds())/float64(b.N), "client-cpu-us/op")
-	}
+	// The warm-up fetches the host IdP's key set.
+	runSignIns(b, k.pid, pool, signIn)
 }

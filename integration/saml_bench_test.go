@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -32,35 +30,9 @@ func BenchmarkSAMLSignIn(b *testing.B) {
 	ctx := context.Background()
 
 	tr, _, pool := benchUsersOn(ctx, b, srv)
-	u := <-pool
-	if err := benchSAMLSignIn(ctx, b, srv, app, tr, u); err != nil { // makes the signing key
-		b.Fatal(err)
-	}
-	pool <- u
-
-	b.SetParallelism((benchWorkers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-	serverCPU, okServer := cpuTime(keystepServe.pid)
-	selfCPU, okSelf := cpuTime(os.Getpid())
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			u := <-pool
-			err := benchSAMLSignIn(ctx, b, srv, app, tr, u)
-			pool <- u
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	runSignIns(b, keystepServe.pid, pool, func(u *benchUser, _ string) error { // the warm-up makes the signing key
+		return benchSAMLSignIn(ctx, b, srv, app, tr, u)
 	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signins/s")
-	if now, ok := cpuTime(keystepServe.pid); ok && okServer {
-		b.ReportMetric(float64((now-serverCPU).Microseconds())/float64(b.N), "server-cpu-us/op")
-	}
-	if now, ok := cpuTime(os.Getpid()); ok && okSelf {
-		b.ReportMetric(float64((now-selfCPU).Microseconds())/float64(b.N), "client-cpu-us/op")
-	}
 }
 
 // benchSAMLSignIn runs one SAML sign-in of u from a fresh browser, to the
