@@ -2,7 +2,6 @@ package oidcop
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"time"
 
@@ -110,12 +109,3 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the writer beneath.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// remoteIP is the host of RemoteAddr.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}

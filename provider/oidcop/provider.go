@@ -29,6 +29,7 @@ import (
 	"github.com/keystep/keystep/provider/internal/keyring"
 	"github.com/keystep/keystep/provider/internal/ratelimit"
 	"github.com/keystep/keystep/provider/internal/seal"
+	"github.com/keystep/keystep/provider/internal/webutil"
 )
 
 // Options configures a Provider.
@@ -105,7 +106,7 @@ func New(o Options) (*Provider, error) {
 		return nil, fmt.Errorf("oidc provider: issuer %q must be an absolute URL", o.Issuer)
 	}
 	insecure := u.Scheme == "http"
-	if insecure && !o.Insecure && !isLoopback(u.Hostname()) {
+	if insecure && !o.Insecure && !webutil.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("oidc provider: issuer %q must use https (http only on loopback or with --insecure-dev)", o.Issuer)
 	}
 	if o.Clock == nil {
@@ -127,7 +128,7 @@ func New(o Options) (*Provider, error) {
 		o.StepPath = "/step/"
 	}
 	if o.ClientIP == nil {
-		o.ClientIP = remoteIP
+		o.ClientIP = webutil.RemoteIP
 	}
 	if o.AuthorizePerIPPerMinute == 0 {
 		o.AuthorizePerIPPerMinute = DefaultAuthorizePerIPPerMinute
@@ -210,8 +211,6 @@ func New(o Options) (*Provider, error) {
 	p.handler = mux
 	return p, nil
 }
-
-func isLoopback(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
 
 // Handler serves the OpenID Provider's endpoints (see Paths).
 func (p *Provider) Handler() http.Handler { return p.handler }

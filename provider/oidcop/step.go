@@ -1,7 +1,6 @@
 package oidcop
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/provider/internal/webutil"
 	"github.com/keystep/keystep/provider/steppage"
 )
 
@@ -262,10 +262,10 @@ func (p *Provider) authorizeErrors(next http.Handler) http.Handler {
 			p.plainError(w, "The request gives the parameter "+name+" more than once.", http.StatusBadRequest)
 			return
 		}
-		rec := &recorder{header: http.Header{}, code: http.StatusOK}
+		rec := webutil.NewRecorder()
 		next.ServeHTTP(rec, r)
-		if rec.code == http.StatusFound || rec.code == http.StatusSeeOther {
-			loc, err := url.Parse(rec.header.Get("Location"))
+		if rec.Code == http.StatusFound || rec.Code == http.StatusSeeOther {
+			loc, err := url.Parse(rec.Header().Get("Location"))
 			redirect := r.Form.Get("redirect_uri")
 			if err == nil && redirect != "" && sameEndpoint(loc, redirect) {
 				inFragment := loc.Fragment != ""
@@ -286,15 +286,11 @@ func (p *Provider) authorizeErrors(next http.Handler) http.Handler {
 					} else {
 						loc.RawQuery = fields.Encode()
 					}
-					rec.header.Set("Location", loc.String())
+					rec.Header().Set("Location", loc.String())
 				}
 			}
 		}
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.code)
-		_, _ = w.Write(rec.body.Bytes())
+		rec.CopyTo(w)
 	})
 }
 
@@ -309,14 +305,3 @@ func sameEndpoint(loc *url.URL, raw string) bool {
 	b.RawQuery, b.Fragment, b.RawFragment = "", "", ""
 	return a.String() == b.String()
 }
-
-// recorder buffers a response.
-type recorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) WriteHeader(code int)        { r.code = code }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }

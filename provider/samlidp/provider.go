@@ -30,6 +30,7 @@ import (
 	"github.com/keystep/keystep/provider/internal/keyring"
 	"github.com/keystep/keystep/provider/internal/ratelimit"
 	"github.com/keystep/keystep/provider/internal/seal"
+	"github.com/keystep/keystep/provider/internal/webutil"
 )
 
 // Paths are the URL paths the Provider serves; mount Handler on each.
@@ -122,7 +123,7 @@ func New(o Options) (*Provider, error) {
 	if err != nil || !u.IsAbs() || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("saml idp: public URL %q must be an absolute URL", o.PublicURL)
 	}
-	if u.Scheme == "http" && !o.Insecure && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && !o.Insecure && !webutil.IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("saml idp: public URL %q must use https (http only on loopback or with --insecure-dev)", o.PublicURL)
 	}
 	if o.Clock == nil {
@@ -156,7 +157,7 @@ func New(o Options) (*Provider, error) {
 		o.StepPath = "/step/"
 	}
 	if o.ClientIP == nil {
-		o.ClientIP = remoteIP
+		o.ClientIP = webutil.RemoteIP
 	}
 	if err := CheckStrengths(o.ClassStrengths); err != nil {
 		return nil, fmt.Errorf("saml idp: %w", err)
@@ -354,14 +355,6 @@ func plainError(w http.ResponseWriter, msg string, status int) {
 func (p *Provider) internalError(w http.ResponseWriter, what string, err error) {
 	p.log.Error("saml: "+what, "err", err)
 	plainError(w, "Something went wrong on our side. Go back to the app and try again.", http.StatusInternalServerError)
-}
-
-func remoteIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
-	}
-	return strings.Trim(host, "[]")
 }
 
 // accountActive is nil for an active account.

@@ -1,7 +1,6 @@
 package samlidp
 
 import (
-	"bytes"
 	"html"
 	"html/template"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/crewjam/saml"
 
+	"github.com/keystep/keystep/provider/internal/webutil"
 	"github.com/keystep/keystep/provider/steppage"
 )
 
@@ -29,19 +29,15 @@ func (p *Provider) serveSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idp.ResponseFormTemplate = sloForm
-	rec := &recorder{header: http.Header{}, code: http.StatusOK}
+	rec := webutil.NewRecorder()
 	idp.ServeSLO(rec, r)
-	if rec.code == http.StatusOK && strings.HasPrefix(rec.header.Get("Content-Type"), "text/html") {
-		if action, fields, ok := parseSLOForm(rec.body.String()); ok {
+	if rec.Code == http.StatusOK && strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+		if action, fields, ok := parseSLOForm(rec.Body.String()); ok {
 			steppage.WriteAutoPost(w, action, fields)
 			return
 		}
 	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(rec.code)
-	_, _ = w.Write(rec.body.Bytes())
+	rec.CopyTo(w)
 }
 
 // sloForm is the library's ResponseFormTemplate on the SLO endpoint: the
@@ -60,17 +56,6 @@ func parseSLOForm(body string) (string, url.Values, bool) {
 	}
 	return action, fields, action != ""
 }
-
-// recorder buffers a response.
-type recorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) WriteHeader(code int)        { r.code = code }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 
 // InvalidateSession implements saml.SessionInvalidator: there is no
 // keystep session to end.

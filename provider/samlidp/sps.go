@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/provider/internal/keyring"
+	"github.com/keystep/keystep/provider/internal/webutil"
 	"github.com/keystep/keystep/provider/internal/xmlguard"
 )
 
@@ -131,7 +131,7 @@ func (c *SPConfig) check(insecure bool) error {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("service provider %s: metadata_url %q is not an http(s) URL", c.ID, c.MetadataURL)
 		}
-		if u.Scheme == "http" && !insecure && !isLoopback(u.Hostname()) {
+		if u.Scheme == "http" && !insecure && !webutil.IsLoopback(u.Hostname()) {
 			return fmt.Errorf("service provider %s: metadata_url must use https (http only on loopback or with --insecure-dev)", c.ID)
 		}
 	}
@@ -446,7 +446,7 @@ func sendable(raw string, insecure bool) bool {
 	case "https":
 		return true
 	case "http":
-		return insecure || isLoopback(u.Hostname())
+		return insecure || webutil.IsLoopback(u.Hostname())
 	}
 	return false
 }
@@ -524,14 +524,6 @@ func (s *sp) nextRefresh(now time.Time) time.Duration {
 		wait = min(wait, max(time.Minute, s.expiresAt.Sub(now)/2))
 	}
 	return wait
-}
-
-func isLoopback(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // CheckSP checks an SP's configuration as New would, without loading its
