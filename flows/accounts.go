@@ -189,8 +189,11 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 	}
 	for attempt := 0; ; attempt++ {
 		a, changed, err := s.trySetState(ctx, actor, found.ID, to, source, reason)
-		if errors.Is(err, ErrConflict) && attempt == 0 {
-			continue // moved under us: read it again and decide again
+		// Moved under us: read it again and decide again. Each conflict
+		// means another change won, and states converge (removed is
+		// final), so a few attempts are enough even under a burst.
+		if errors.Is(err, ErrConflict) && attempt < maxStateAttempts-1 {
+			continue
 		}
 		if errors.Is(err, ErrAccountRemoved) {
 			return Account{}, fmt.Errorf("account %q: %w", ref, ErrAccountRemoved)
@@ -204,6 +207,9 @@ func (s *Service) setState(ctx context.Context, actor, ref string, to AccountSta
 		return a, nil
 	}
 }
+
+// maxStateAttempts bounds setState's attempts under concurrent changes.
+const maxStateAttempts = 5
 
 // trySetState is one attempt of setState on the account id: it reads the
 // account inside the transaction and moves it from the state read. It
