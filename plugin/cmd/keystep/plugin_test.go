@@ -268,6 +268,9 @@ func TestPlugin(t *testing.T) {
 		if err == nil {
 			t.Fatal("a plugin with a bad configuration started")
 		}
+		// Kill waits until go-plugin has copied all of the plugin's
+		// stderr; Client can return before that.
+		c.Kill()
 		lines := jsonLines(t, stderr.String())
 		if !hasLine(lines, "keystep plugin: configuration", "config KEYSTEP_PLUGIN_CONFIG: line 2: unknown key bogus") {
 			t.Errorf("the log does not name the bad key:\n%s", stderr)
