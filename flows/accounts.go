@@ -217,7 +217,6 @@ const maxStateAttempts = 5
 // moved the account between the read and the write.
 func (s *Service) trySetState(ctx context.Context, actor, id string, to AccountState, source StateSource, reason string) (Account, bool, error) {
 	now := s.now()
-	action := map[AccountState]string{AccountActive: AuditAccountRestored, AccountSuspended: AuditAccountSuspended, AccountRemoved: AuditAccountRemoved}[to]
 	var (
 		a         Account
 		changed   bool
@@ -235,31 +234,8 @@ func (s *Service) trySetState(ctx context.Context, actor, id string, to AccountS
 		case a.State == to:
 			return nil // already there: nothing to change
 		}
-		if err := tx.SetAccountState(ctx, a.ID, a.State, to, source, reason, now); err != nil {
-			return err
-		}
 		changed = true
-		a.State, a.StateSource, a.StateReason, a.StateChangedAt, a.UpdatedAt = to, source, reason, now, now
-		ev := auditAt(now, actor, action)
-		ev.AccountID, ev.Detail = a.ID, reason
-		if _, err := tx.AppendAudit(ctx, ev); err != nil {
-			return err
-		}
-		if to == AccountActive {
-			return nil
-		}
-		if _, err := tx.RevokeCodes(ctx, a.ID, "", "", now); err != nil { // no code outlives eligibility
-			return err
-		}
-		if to == AccountRemoved {
-			if _, err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
-				return err
-			}
-			if _, err := tx.RevokeInvitations(ctx, a.ID, now); err != nil {
-				return err
-			}
-		}
-		cancelled, err = s.cancelPending(ctx, tx, actor, a.ID, now, "account "+string(to))
+		cancelled, err = s.moveState(ctx, tx, actor, &a, to, source, reason, now)
 		return err
 	})
 	if err != nil {
@@ -272,6 +248,44 @@ func (s *Service) trySetState(ctx context.Context, actor, id string, to AccountS
 		s.events.Publish(signInTopic(sid))
 	}
 	return a, changed, nil
+}
+
+// moveState moves the account a, read inside tx, to the state to, with
+// everything that goes with it: the audit event, codes revoked when it stops
+// being eligible, devices unregistered and invitations revoked when it is
+// removed, pending sign-ins cancelled. It updates *a and returns the ids of
+// the cancelled sign-ins, for waking their waiters once tx commits.
+func (s *Service) moveState(ctx context.Context, tx Tx, actor string, a *Account, to AccountState, source StateSource, reason string, now time.Time) ([]string, error) {
+	action := map[AccountState]string{AccountActive: AuditAccountRestored, AccountSuspended: AuditAccountSuspended, AccountRemoved: AuditAccountRemoved}[to]
+	if err := tx.SetAccountState(ctx, a.ID, a.State, to, source, reason, now); err != nil {
+		return nil, err
+	}
+	a.State, a.StateSource, a.StateReason, a.StateChangedAt, a.UpdatedAt = to, source, reason, now, now
+	ev := auditAt(now, actor, action)
+	ev.AccountID, ev.Detail = a.ID, reason
+	if _, err := tx.AppendAudit(ctx, ev); err != nil {
+		return nil, err
+	}
+	if source == SourceAdmin || to == AccountRemoved {
+		if err := forgetDirectoryHash(ctx, tx, a.ID); err != nil {
+			return nil, err
+		}
+	}
+	if to == AccountActive {
+		return nil, nil
+	}
+	if _, err := tx.RevokeCodes(ctx, a.ID, "", "", now); err != nil { // no code outlives eligibility
+		return nil, err
+	}
+	if to == AccountRemoved {
+		if _, err := s.unregisterAll(ctx, tx, actor, a.ID, now, "account removed"); err != nil {
+			return nil, err
+		}
+		if _, err := tx.RevokeInvitations(ctx, a.ID, now); err != nil {
+			return nil, err
+		}
+	}
+	return s.cancelPending(ctx, tx, actor, a.ID, now, "account "+string(to))
 }
 
 // cancelPending cancels an account's pending sign-ins inside tx, with an

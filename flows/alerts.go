@@ -19,6 +19,8 @@ const (
 	AlertCodesLocked    = "codes_locked"    // too many wrong codes: the account's codes are locked
 	AlertPushLimit      = "push_limit"      // too many pushes: sign-ins fall back to QR and codes
 	AlertDeliveryFailed = "delivery_failed" // an SMS or email code could not be sent
+	AlertDirectoryGuard = "directory_guard" // a directory sync stopped before a mass removal
+	AlertDirectoryDown  = "directory_down"  // a directory source keeps failing
 )
 
 // AdminAlert is one thing the admins should know.
@@ -43,6 +45,15 @@ func WithEmailSender(e EmailSender) Option { return func(s *Service) { s.email =
 
 // WithSMSSender makes SMS codes available; nil leaves them off.
 func WithSMSSender(m SMSSender) Option { return func(s *Service) { s.sms = m } }
+
+// AlertAdmins tells the admins about something outside the flows (a
+// directory sync that stopped), like the flows' own alerts.
+func (s *Service) AlertAdmins(ctx context.Context, a AdminAlert) {
+	if a.Time.IsZero() {
+		a.Time = s.now()
+	}
+	s.alert(ctx, a)
+}
 
 // alert tells the admins. It never undoes what caused the alert: a failure
 // is logged and written to the audit log. It runs even if ctx is cancelled

@@ -82,11 +82,12 @@ type Service struct {
 	clock   Clock
 	log     *slog.Logger
 	cfg     Config
-	email   EmailSender  // nil: no email codes
-	sms     SMSSender    // nil: no SMS codes
-	alerter AdminAlerter // nil: alerts are only logged
-	push    PushSender   // nil: no wake-up pushes
-	pushes  pushes       // pushes in flight
+	email   EmailSender    // nil: no email codes
+	sms     SMSSender      // nil: no SMS codes
+	alerter AdminAlerter   // nil: alerts are only logged
+	push    PushSender     // nil: no wake-up pushes
+	checker AccountChecker // nil: no live check at Begin
+	pushes  pushes         // pushes in flight
 }
 
 // Option changes how New builds a Service.

@@ -106,6 +106,9 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 	if err := usable(a); err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, err)
 	}
+	if err := s.liveCheck(ctx, a); err != nil {
+		return Challenge{}, fmt.Errorf("begin sign-in for %q: %w", a.Username, err)
+	}
 	ds, err := s.store.ListDevices(ctx, a.ID)
 	if err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)

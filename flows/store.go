@@ -33,6 +33,7 @@ type AuditFilter struct {
 // Tx is the set of operations a Store offers, inside or outside a transaction.
 type Tx interface {
 	FederationTx
+	DirectoryTx
 
 	// CreateAccount stores a new account; ErrConflict if its id, or its
 	// username among accounts that are not removed, is taken.

@@ -91,3 +91,71 @@ func oneSignIn(ctx context.Context, s flows.Store, i int) error {
 	}
 	return nil
 }
+
+// DirectoryPageSize is the page of a directory sync that BenchDirectoryPage
+// reads and marks at once.
+const DirectoryPageSize = 1000
+
+// BenchDirectoryPage measures the store's share of one page of a full
+// directory sync on s, on a source of links linked accounts (rounded up to
+// whole pages): GetDirectoryLinks of DirectoryPageSize external ids (Get),
+// MarkDirectorySeen of them (Mark), and both one after the other (Page), each
+// call outside a transaction. Every mark is by a new run, so it writes every
+// link of the page, as each page of a full sync does. The sub-benchmarks
+// also report ids per second.
+func BenchDirectoryPage(b *testing.B, s flows.Store, links int) {
+	ctx := context.Background()
+	pages := max(1, (links+DirectoryPageSize-1)/DirectoryPageSize)
+	ids := make([][]string, pages)
+	for p := range pages {
+		err := s.InTx(ctx, func(tx flows.Tx) error {
+			for i := range DirectoryPageSize {
+				ext := fmt.Sprintf("guid-%08d", p*DirectoryPageSize+i)
+				ids[p] = append(ids[p], ext)
+				if err := tx.CreateAccount(ctx, account("acc-"+ext, "user-"+ext)); err != nil {
+					return err
+				}
+				if err := tx.PutDirectoryLink(ctx, dirLink(srcLDAP, ext, "acc-"+ext)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatalf("set up page %d: %v", p, err)
+		}
+	}
+	run := 0
+	get := func(b *testing.B, page []string) {
+		ls, err := s.GetDirectoryLinks(ctx, srcLDAP, page)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ls) != len(page) {
+			b.Fatalf("%d links for a page of %d ids", len(ls), len(page))
+		}
+	}
+	mark := func(b *testing.B, page []string) {
+		run++
+		if err := s.MarkDirectorySeen(ctx, srcLDAP, "run-"+strconv.Itoa(run), page); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bench := range []struct {
+		name string
+		fn   func(b *testing.B, page []string)
+	}{
+		{"Get", get},
+		{"Mark", mark},
+		{"Page", func(b *testing.B, page []string) { get(b, page); mark(b, page) }},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				bench.fn(b, ids[i%pages])
+				i++
+			}
+			b.ReportMetric(float64(i*DirectoryPageSize)/b.Elapsed().Seconds(), "ids/s")
+		})
+	}
+}

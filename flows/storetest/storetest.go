@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	functional = append(functional, codeFunctional...)
 	functional = append(functional, pushFunctional...)
 	functional = append(functional, federationFunctional...)
+	functional = append(functional, directoryFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx
@@ -89,6 +90,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 		{"CodeUnknownAccount", testCodeUnknownAccount},
 	}
 	transactional = append(transactional, federationTransactional...)
+	transactional = append(transactional, directoryTransactional...)
 	t.Run("Tx", func(t *testing.T) {
 		for _, tc := range transactional {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -108,6 +110,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	}
 	concurrent = append(concurrent, codeConcurrent...)
 	concurrent = append(concurrent, federationConcurrent...)
+	concurrent = append(concurrent, directoryConcurrent...)
 	t.Run("Concurrent", func(t *testing.T) {
 		for _, tc := range concurrent {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })

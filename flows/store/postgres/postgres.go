@@ -46,6 +46,7 @@ func Dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
 		Name:                  "postgres",
 		NumberedPlaceholders:  true,
+		ArrayParams:           true,
 		LockAuditChain:        fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(auditLockKey)),
 		LockMigrations:        fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
 		IsUniqueViolation:     isCode("23505"),

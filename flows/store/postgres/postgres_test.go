@@ -92,3 +92,9 @@ func BenchmarkSignInStoreOps(b *testing.B) {
 func BenchmarkSignInStoreOpsParallel(b *testing.B) {
 	storetest.BenchSignInParallel(b, open(b, pgtest.DSN(b)), 8)
 }
+
+// BenchmarkDirectoryPage reads and marks a page of 1,000 entries of a
+// 100,000-user directory.
+func BenchmarkDirectoryPage(b *testing.B) {
+	storetest.BenchDirectoryPage(b, open(b, pgtest.DSN(b)), 100000)
+}

@@ -107,3 +107,9 @@ func BenchmarkSignInStoreOps(b *testing.B) {
 func BenchmarkSignInStoreOpsParallel(b *testing.B) {
 	storetest.BenchSignInParallel(b, open(b, filepath.Join(b.TempDir(), "bench.db")), 8)
 }
+
+// BenchmarkDirectoryPage reads and marks a page of 1,000 entries of a
+// 100,000-user directory.
+func BenchmarkDirectoryPage(b *testing.B) {
+	storetest.BenchDirectoryPage(b, open(b, filepath.Join(b.TempDir(), "bench.db")), 100000)
+}

@@ -45,6 +45,11 @@ type Dialect struct {
 	// IsForeignKeyViolation reports whether err is a foreign-key violation
 	// (a row referring to an account that does not exist).
 	IsForeignKeyViolation func(err error) bool
+	// ArrayParams says that the engine takes a []string as one array
+	// parameter (PostgreSQL's text[]): the statements that take a list of
+	// ids use their array form (queryArrayText, "= ANY(?)"). Without it a
+	// list goes as one JSON array, read with json_each (SQLite).
+	ArrayParams bool
 	// Migrations holds the schema as numbered files at its root, named
 	// NNNN_description.sql, applied in numeric order.
 	Migrations fs.FS
@@ -69,6 +74,30 @@ func (d Dialect) rebind(query string) string {
 		b.WriteByte(query[i])
 	}
 	return b.String()
+}
+
+// text returns the statement q as the dialect runs it, before rebind; ""
+// when the dialect has none.
+func (d Dialect) text(q query) string {
+	if q == qAuditLock {
+		return d.LockAuditChain
+	}
+	if d.ArrayParams && queryArrayText[q] != "" {
+		return queryArrayText[q]
+	}
+	return queryText[q]
+}
+
+// list passes a list of strings as the one parameter the statements that
+// take a list expect: an array (ArrayParams) or a JSON array.
+func (d Dialect) list(ss []string) any {
+	if d.ArrayParams {
+		if ss == nil {
+			return []string{}
+		}
+		return ss
+	}
+	return joinList(ss)
 }
 
 func (d Dialect) isUnique(err error) bool {

@@ -82,6 +82,19 @@ const (
 	qLinkSubject
 	qLinkedAccount
 
+	qGetDirectoryLinks
+	qGetDirectoryLinkByAccount
+	qPutDirectoryLink
+	qMarkDirectorySeen
+	qListUnseenDirectoryLinks
+	qCountDirectoryLinks
+	qStageDirectoryEntries
+	qListStagedDirectoryEntries
+	qClearStagedDirectoryEntries
+	qGetDirectoryState
+	qPutDirectoryState
+	qListDirectoryStates
+
 	numQueries
 )
 
@@ -102,6 +115,10 @@ const (
 	oidcTokenCols = `id, grant_id, client_id, subject, account_id, scopes, audience, acr, amr, auth_time,
 		refresh_hash, refresh_exp, created_at, expires_at, revoked_at`
 	serverKeyCols = `id, use, alg, sealed, cert, created_at, active_at, retire_at`
+	// dirLinkCols are qualified: some statements join accounts.
+	dirLinkCols = `directory_links.source, directory_links.external_id, directory_links.account_id,
+		directory_links.dn, directory_links.hash, directory_links.seen_run, directory_links.updated_at`
+	dirStateCols = `source, cookie, cookie_scope, status, updated_at`
 )
 
 // queryText is every statement, written with "?" placeholders. An INSERT of
@@ -262,4 +279,58 @@ var queryText = [numQueries]string{
 	qLinkSubject: `INSERT INTO federated_subjects (issuer, subject, account_id) VALUES (?, ?, ?)
 		ON CONFLICT DO NOTHING`,
 	qLinkedAccount: `SELECT account_id FROM federated_subjects WHERE issuer = ? AND subject = ?`,
+
+	// The statements that take a list of ids get it as one JSON array
+	// (Dialect.list); queryArrayText has their array form.
+	qGetDirectoryLinks: `SELECT ` + dirLinkCols + ` FROM directory_links
+		WHERE source = ? AND external_id IN (SELECT value FROM json_each(?))`,
+	qGetDirectoryLinkByAccount: `SELECT ` + dirLinkCols + ` FROM directory_links WHERE account_id = ?`,
+	// An upsert of the entry's link that lands only if the account exists
+	// and has no link to another entry, so that neither case is a
+	// foreign-key or unique violation (which would end the caller's
+	// transaction on PostgreSQL); the constraints still settle concurrent
+	// writers.
+	qPutDirectoryLink: `INSERT INTO directory_links (source, external_id, account_id, dn, hash, seen_run, updated_at)
+		SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE accounts.id = ?)
+		AND NOT EXISTS (SELECT 1 FROM directory_links AS other WHERE other.account_id = ?
+			AND (other.source <> ? OR other.external_id <> ?))
+		ON CONFLICT (source, external_id) DO UPDATE SET account_id = excluded.account_id, dn = excluded.dn,
+		hash = excluded.hash, seen_run = excluded.seen_run, updated_at = excluded.updated_at`,
+	// Links seen by the run already are left alone: marking a page twice
+	// writes nothing the second time.
+	qMarkDirectorySeen: `UPDATE directory_links SET seen_run = ?
+		WHERE source = ? AND seen_run <> ? AND external_id IN (SELECT value FROM json_each(?))`,
+	qListUnseenDirectoryLinks: `SELECT ` + dirLinkCols + ` FROM directory_links
+		JOIN accounts ON accounts.id = directory_links.account_id
+		WHERE directory_links.source = ? AND directory_links.seen_run <> ? AND directory_links.external_id > ?
+		AND accounts.state <> 'removed' ORDER BY directory_links.external_id LIMIT ?`,
+	qCountDirectoryLinks: `SELECT COUNT(*) FROM directory_links JOIN accounts ON accounts.id = directory_links.account_id
+		WHERE directory_links.source = ? AND accounts.state <> 'removed'`,
+	// entries is a JSON array of flows.DirectoryEntry, without two of one
+	// external id (PostgreSQL refuses to upsert a row twice in a statement).
+	qStageDirectoryEntries: `INSERT INTO directory_staged (source, run, external_id, entry)
+		SELECT ?, ?, json_extract(value, '$.external_id'), value FROM json_each(?) WHERE true
+		ON CONFLICT (source, run, external_id) DO UPDATE SET entry = excluded.entry`,
+	qListStagedDirectoryEntries: `SELECT entry FROM directory_staged
+		WHERE source = ? AND run = ? AND external_id > ? ORDER BY external_id LIMIT ?`,
+	qClearStagedDirectoryEntries: `DELETE FROM directory_staged WHERE source = ?`,
+	qGetDirectoryState:           `SELECT ` + dirStateCols + ` FROM directory_state WHERE source = ?`,
+	qPutDirectoryState: `INSERT INTO directory_state (` + dirStateCols + `) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (source) DO UPDATE SET cookie = excluded.cookie, cookie_scope = excluded.cookie_scope,
+		status = excluded.status, updated_at = excluded.updated_at`,
+	qListDirectoryStates: `SELECT ` + dirStateCols + ` FROM directory_state ORDER BY source`,
+}
+
+// queryArrayText is the form of the statements that take a list of ids (or
+// a JSON document) on engines with Dialect.ArrayParams (PostgreSQL): the
+// list is a text[], the JSON is read with PostgreSQL's functions.
+var queryArrayText = [numQueries]string{
+	qGetDirectoryLinks: `SELECT ` + dirLinkCols + ` FROM directory_links
+		WHERE source = ? AND external_id = ANY (CAST(? AS TEXT[]))`,
+	qMarkDirectorySeen: `UPDATE directory_links SET seen_run = ?
+		WHERE source = ? AND seen_run <> ? AND external_id = ANY (CAST(? AS TEXT[]))`,
+	// json, not jsonb: each entry is stored as the text it was sent as.
+	qStageDirectoryEntries: `INSERT INTO directory_staged (source, run, external_id, entry)
+		SELECT ?, ?, e ->> 'external_id', CAST(e AS TEXT) FROM json_array_elements(CAST(? AS JSON)) AS e
+		ON CONFLICT (source, run, external_id) DO UPDATE SET entry = excluded.entry`,
 }

@@ -26,8 +26,49 @@ func TestRebind(t *testing.T) {
 		t.Errorf("rebind = %q, want %q", got, want)
 	}
 	for i := range numQueries {
-		if strings.Contains(queryText[i], "'?") || strings.Contains(queryText[i], "?'") {
-			t.Errorf("query %d has a ? in a string literal: %s", i, queryText[i])
+		for _, text := range []string{queryText[i], queryArrayText[i]} {
+			if strings.Contains(text, "'?") || strings.Contains(text, "?'") {
+				t.Errorf("query %d has a ? in a string literal: %s", i, text)
+			}
+		}
+	}
+}
+
+// TestDialectLists checks that a list of ids goes as a JSON array to the
+// json_each form of a statement and as a []string to its array form, and
+// that both forms take the same parameters.
+func TestDialectLists(t *testing.T) {
+	jsonD, arrayD := Dialect{}, Dialect{ArrayParams: true}
+	for i := range numQueries {
+		if queryArrayText[i] == "" {
+			continue
+		}
+		if got := arrayD.text(i); got != queryArrayText[i] {
+			t.Errorf("array dialect runs query %d as %q", i, got)
+		}
+		if got := jsonD.text(i); got != queryText[i] {
+			t.Errorf("JSON dialect runs query %d as %q", i, got)
+		}
+		if a, b := strings.Count(queryText[i], "?"), strings.Count(queryArrayText[i], "?"); a != b {
+			t.Errorf("query %d takes %d parameters in its JSON form, %d in its array form", i, a, b)
+		}
+	}
+	if got := arrayD.text(qGetAccount); got != queryText[qGetAccount] {
+		t.Errorf("array dialect runs a query without an array form as %q", got)
+	}
+	for _, c := range []struct {
+		in    []string
+		json  string
+		array []string
+	}{
+		{nil, "[]", []string{}},
+		{[]string{"a", `b"c`, "é"}, `["a","b\"c","é"]`, []string{"a", `b"c`, "é"}},
+	} {
+		if got := jsonD.list(c.in); got != c.json {
+			t.Errorf("JSON list of %q = %#v, want %q", c.in, got, c.json)
+		}
+		if got := arrayD.list(c.in); !reflect.DeepEqual(got, c.array) {
+			t.Errorf("array list of %q = %#v, want %#v", c.in, got, c.array)
 		}
 	}
 }

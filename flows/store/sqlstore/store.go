@@ -38,10 +38,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 	s := &Store{db: db, d: d}
 	s.ops = ops{s: s}
 	for q := range numQueries {
-		text := queryText[q]
-		if q == qAuditLock {
-			text = d.LockAuditChain
-		}
+		text := d.text(q)
 		if text == "" {
 			continue
 		}
@@ -66,7 +63,7 @@ func NewWithReader(ctx context.Context, db, reader *sql.DB, d Dialect) (*Store, 
 	}
 	s.reader = reader
 	for q := range numQueries {
-		text := queryText[q]
+		text := d.text(q)
 		if q == qAuditLock || !strings.HasPrefix(text, "SELECT") {
 			continue
 		}

@@ -1,0 +1,196 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keystep/keystep/flows"
+)
+
+// Backoff bounds of a failing source.
+const (
+	minBackoff = time.Second
+	maxBackoff = 5 * time.Minute
+)
+
+// backoff is the wait after the n-th failure in a row (1 s, 2 s, 4 s… up
+// to 5 minutes).
+func backoff(n int) time.Duration {
+	d := minBackoff
+	for i := 1; i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// Trigger asks a running Run to start a full sync now.
+func (s *Source) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// RunHooks lets a caller (the tests, the server) follow a running sync.
+type RunHooks struct {
+	// Following is called when the incremental sync has caught up and
+	// follows changes as they come (syncrepl), or after each DirSync poll.
+	Following func(mode string)
+	// FullSynced is called after each full sync, with its error.
+	FullSynced func(RunReport, error)
+	// Failed is called when a sync failed, once the retry is scheduled.
+	Failed func(error)
+}
+
+// Run keeps the source in sync until ctx ends: a full sync at start and
+// every FullSyncInterval (or when triggered), and the incremental sync in
+// between. A failing directory keeps the last known states: Run records
+// the failure in the status and tries again with backoff. A sync stopped by
+// the guard waits for the next interval or a trigger (an admin's confirmed
+// sync). Run returns ctx's error.
+func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
+	failures := 0
+	fail := func(err error) error {
+		failures++
+		wait := backoff(failures)
+		n := s.recordFailure(ctx, err, s.now().Add(wait))
+		s.log.Error("directory sync failed; the last known states stay", "err", err, "failures", n, "retry_in", wait)
+		if n == 5 {
+			s.flows.AlertAdmins(ctx, flows.AdminAlert{Kind: flows.AlertDirectoryDown,
+				Detail: fmt.Sprintf("directory %s: %d syncs failed in a row: %v", s.cfg.Name, n, err)})
+		}
+		timer := s.clock.After(wait)
+		if hooks.Failed != nil {
+			hooks.Failed(err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer:
+		case <-s.trigger:
+		}
+		return nil
+	}
+	for {
+		mode, err := s.mode(ctx)
+		if err != nil {
+			if err := fail(err); err != nil {
+				return err
+			}
+			continue
+		}
+		// DirSync first takes the server's cookie, so that what changes
+		// during the full sync is seen by the next poll.
+		if mode == ModeDirSync {
+			cookie, err := s.loadCookie(ctx, ModeDirSync)
+			if err == nil && cookie == nil {
+				_, err = s.dirSync(ctx)
+			}
+			if err != nil {
+				if err := fail(err); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		rep, err := s.FullSync(ctx, SyncOptions{})
+		if hooks.FullSynced != nil {
+			hooks.FullSynced(rep, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil && !errors.Is(err, ErrGuard) {
+			if err := fail(err); err != nil {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		guarded := err != nil
+		if err := s.followUntilNextFull(ctx, mode, guarded, hooks); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := fail(err); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// mode detects the incremental sync to use.
+func (s *Source) mode(ctx context.Context) (string, error) {
+	if s.cfg.Incremental != "auto" && s.cfg.Incremental != "" {
+		return s.cfg.Incremental, nil
+	}
+	conn, _, err := dial(ctx, s.cfg)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return s.detectMode(conn)
+}
+
+// followUntilNextFull runs the incremental sync until the next full sync
+// is due or triggered. After the guard stopped a full sync, nothing runs
+// until then.
+func (s *Source) followUntilNextFull(ctx context.Context, mode string, guarded bool, hooks RunHooks) error {
+	next := s.clock.After(s.cfg.FullSyncInterval)
+	if guarded || mode == ModeNone {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-next:
+		case <-s.trigger:
+		}
+		return nil
+	}
+	if mode == ModeSyncrepl {
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			s.syncMu.Lock()
+			defer s.syncMu.Unlock()
+			done <- s.syncrepl(fctx, func() {
+				if hooks.Following != nil {
+					hooks.Following(mode)
+				}
+			})
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-next:
+		case <-s.trigger:
+		case <-ctx.Done():
+		}
+		cancel()
+		<-done
+		return ctx.Err()
+	}
+	// DirSync polls.
+	for {
+		s.syncMu.Lock()
+		_, err := s.dirSync(ctx)
+		s.syncMu.Unlock()
+		if err != nil {
+			return err
+		}
+		if hooks.Following != nil {
+			hooks.Following(mode)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-next:
+			return nil
+		case <-s.trigger:
+			return nil
+		case <-s.clock.After(s.cfg.PollInterval):
+		}
+	}
+}
