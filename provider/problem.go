@@ -15,29 +15,30 @@ const ContentTypeProblem = "application/problem+json"
 
 // titles is the fixed title of each problem type.
 var titles = map[string]string{
-	api.ProblemInvalid:            "Invalid request",
-	api.ProblemUnauthorized:       "Unauthorized",
-	api.ProblemNotFound:           "Not found",
-	api.ProblemConflict:           "Conflict",
-	api.ProblemAccountSuspended:   "Account suspended",
-	api.ProblemAccountRemoved:     "Account removed",
-	api.ProblemNoDevice:           "No registered device",
-	api.ProblemDeviceUnregistered: "Device unregistered",
-	api.ProblemWrongAccount:       "Device belongs to another account",
-	api.ProblemExpired:            "Expired",
-	api.ProblemAlreadyDecided:     "Already decided",
-	api.ProblemAlreadyUsed:        "Already used",
-	api.ProblemBadSignature:       "Bad signature",
-	api.ProblemReplay:             "Replayed request",
-	api.ProblemMethodNotAllowed:   "Method not open for this sign-in",
-	api.ProblemWrongNumber:        "Wrong number",
-	api.ProblemTooLarge:           "Request too large",
-	api.ProblemRateLimited:        "Too many requests",
-	api.ProblemInternal:           "Internal error",
-	api.ProblemWrongCode:          "Wrong code",
-	api.ProblemLocked:             "Codes locked",
-	api.ProblemDeliveryFailed:     "Code not delivered",
-	api.ProblemChannelUnavailable: "Channel unavailable",
+	api.ProblemInvalid:              "Invalid request",
+	api.ProblemUnauthorized:         "Unauthorized",
+	api.ProblemNotFound:             "Not found",
+	api.ProblemConflict:             "Conflict",
+	api.ProblemAccountSuspended:     "Account suspended",
+	api.ProblemAccountRemoved:       "Account removed",
+	api.ProblemNoDevice:             "No registered device",
+	api.ProblemDeviceUnregistered:   "Device unregistered",
+	api.ProblemWrongAccount:         "Device belongs to another account",
+	api.ProblemExpired:              "Expired",
+	api.ProblemAlreadyDecided:       "Already decided",
+	api.ProblemAlreadyUsed:          "Already used",
+	api.ProblemBadSignature:         "Bad signature",
+	api.ProblemReplay:               "Replayed request",
+	api.ProblemMethodNotAllowed:     "Method not open for this sign-in",
+	api.ProblemWrongNumber:          "Wrong number",
+	api.ProblemTooLarge:             "Request too large",
+	api.ProblemRateLimited:          "Too many requests",
+	api.ProblemInternal:             "Internal error",
+	api.ProblemWrongCode:            "Wrong code",
+	api.ProblemLocked:               "Codes locked",
+	api.ProblemDeliveryFailed:       "Code not delivered",
+	api.ProblemChannelUnavailable:   "Channel unavailable",
+	api.ProblemDirectoryUnavailable: "Directory unavailable",
 }
 
 // problem builds a problem document of type typ.
@@ -79,6 +80,9 @@ var errorMap = []struct {
 	typ    string
 	status int
 }{
+	// First: the live check's failure wraps the error that caused it,
+	// which may be any of the others.
+	{flows.ErrDirectoryUnavailable, api.ProblemDirectoryUnavailable, http.StatusServiceUnavailable},
 	{flows.ErrDeliveryFailed, api.ProblemDeliveryFailed, http.StatusBadGateway},
 	{flows.ErrLocked, api.ProblemLocked, http.StatusLocked},
 	{flows.ErrRateLimited, api.ProblemRateLimited, http.StatusTooManyRequests},
@@ -118,6 +122,10 @@ func problemFor(err error) (api.Problem, bool) {
 				detail = "the number does not match the one on the sign-in screen; the sign-in is denied"
 			case flows.ErrWrongCode:
 				detail = flows.ErrWrongCode.Error()
+			case flows.ErrDirectoryUnavailable:
+				// The cause (an LDAP error) is in the server's log, not
+				// for the client.
+				detail = "the directory could not confirm the account; try again in a moment"
 			case flows.ErrDeliveryFailed:
 				detail = "the code could not be sent; try again later or use another method (the server's log says why)"
 			case flows.ErrLocked:
@@ -136,6 +144,9 @@ func problemFor(err error) (api.Problem, bool) {
 // internal error that is logged with the request id and never shown.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if p, ok := problemFor(err); ok {
+		if errors.Is(err, flows.ErrDirectoryUnavailable) {
+			s.log.Warn("sign-in refused: the live check could not reach the directory", "request_id", requestID(r.Context()), "err", err)
+		}
 		setRetryAfter(w, err)
 		writeProblem(w, p)
 		return

@@ -21,8 +21,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
+	"github.com/keystep/keystep/directory"
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/provider/api"
 )
@@ -51,6 +53,10 @@ type Options struct {
 	// Clock drives rate limits, SSE heartbeats and the audit long-poll;
 	// nil: flows.SystemClock{}.
 	Clock flows.Clock
+	// Directory are the directory sources (LDAP / Active Directory) whose
+	// sync the admin API shows and starts, and /healthz reports; their
+	// names must differ. The caller runs them (Source.Run).
+	Directory []*directory.Source
 }
 
 // MinAdminTokenLen is the shortest admin token New accepts.
@@ -69,6 +75,8 @@ type Server struct {
 	enrollLimit *limiter // failed enrollments, per client address
 	deviceLimit *limiter // failed device authentications, per client address
 	adminLimit  *limiter // failed admin authentications, per client address
+
+	directory []*directory.Source // in the configuration's order
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -90,6 +98,16 @@ func New(o Options) (*Server, error) {
 		}
 		proxies = append(proxies, p.Masked())
 	}
+	seen := map[string]bool{}
+	for _, src := range o.Directory {
+		if src == nil {
+			return nil, errors.New("provider: a directory source is nil")
+		}
+		if seen[src.Name()] {
+			return nil, fmt.Errorf("provider: two directory sources are named %q", src.Name())
+		}
+		seen[src.Name()] = true
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -104,6 +122,7 @@ func New(o Options) (*Server, error) {
 		clock:  o.Clock,
 
 		trustedProxies: proxies,
+		directory:      slices.Clone(o.Directory),
 
 		enrollLimit: newLimiter(o.Clock, enrollBurst, enrollEvery),
 		deviceLimit: newLimiter(o.Clock, deviceAuthBurst, deviceAuthEvery),
@@ -113,6 +132,7 @@ func New(o Options) (*Server, error) {
 	s.routeDevice()
 	s.routeAdmin()
 	s.routeCodes()
+	s.routeDirectory()
 	s.mux.HandleFunc("GET "+api.PathHealth, s.health)
 	s.handler = s.guard(s.routeMisses(s.mux))
 	return s, nil
@@ -124,14 +144,47 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // healthTimeout bounds the store ping of /healthz.
 const healthTimeout = 5 * time.Second
 
-// health answers {"status":"ok"} once the store answers a cheap query.
+// healthAnswer is what /healthz says.
+type healthAnswer struct {
+	// Status is ok, degraded (keystep serves, but a directory sync fails
+	// or was stopped by the guard: accounts keep their last known states)
+	// or unavailable (the store does not answer: 503).
+	Status string `json:"status"`
+	// Directory is each directory source's sync health (api.Directory…),
+	// when there are sources.
+	Directory map[string]string `json:"directory,omitempty"`
+}
+
+// health answers {"status":"ok"} once the store answers a cheap query. With
+// directory sources it adds each one's sync health, and says "degraded"
+// (still 200: keystep serves on the last known states) when one fails or
+// was stopped by the mass-removal guard.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	if err := s.pingStore(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	if err := s.pingStore(ctx); err != nil {
 		s.log.Error("health check failed", "request_id", requestID(r.Context()), "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		writeJSON(w, http.StatusServiceUnavailable, healthAnswer{Status: "unavailable"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	out := healthAnswer{Status: "ok"}
+	if len(s.directory) > 0 {
+		out.Directory = make(map[string]string, len(s.directory))
+	}
+	for _, src := range s.directory {
+		health := "unknown"
+		st, err := src.Status(ctx)
+		if err != nil {
+			s.log.Error("health check: directory status", "request_id", requestID(r.Context()), "directory", src.Name(), "err", err)
+		} else {
+			health = st.Health
+		}
+		out.Directory[src.Name()] = health
+		if health != api.DirectoryOK && health != api.DirectoryNever {
+			out.Status = "degraded"
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // pingStore runs a cheap query; a store that panics counts as down.

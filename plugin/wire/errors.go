@@ -25,6 +25,9 @@ var errorCodes = []struct {
 	err  error
 	grpc codes.Code
 }{
+	// First: the live check's failure wraps its cause, which may be any
+	// of the others. Unavailable: the host may try again in a moment.
+	{"directory_unavailable", flows.ErrDirectoryUnavailable, codes.Unavailable},
 	{"suspended", flows.ErrAccountSuspended, codes.FailedPrecondition},
 	{"removed", flows.ErrAccountRemoved, codes.FailedPrecondition},
 	{"no_device", flows.ErrNoDevice, codes.FailedPrecondition},

@@ -117,3 +117,17 @@ func TestFromStatusWithoutDetails(t *testing.T) {
 		t.Fatalf("an unknown error travels as %v", c)
 	}
 }
+
+// A live check that could not reach the directory travels as Unavailable
+// with its own code, even when its cause is another flows error.
+func TestRoundTripDirectoryUnavailable(t *testing.T) {
+	orig := fmt.Errorf("begin: %w: %w", flows.ErrDirectoryUnavailable, flows.ErrConflict)
+	st := ToStatus(orig)
+	if status.Code(st) != codes.Unavailable {
+		t.Fatalf("ToStatus code = %v", status.Code(st))
+	}
+	back := FromStatus(st)
+	if !errors.Is(back, flows.ErrDirectoryUnavailable) || errors.Is(back, flows.ErrConflict) {
+		t.Fatalf("FromStatus = %v", back)
+	}
+}

@@ -344,6 +344,11 @@ func (h *Handler) beginFailed(st *step, err error) (int, *page, error) {
 		return http.StatusForbidden, otherBrowserPage(t), nil
 	case errors.Is(err, errRequestDone):
 		return http.StatusNotFound, goneTitlePage(t), nil
+	case errors.Is(err, flows.ErrDirectoryUnavailable):
+		// First: its cause may be any other error. The cause is for the
+		// log, not the page.
+		h.log.Warn("step page: the live check could not reach the directory", "request", st.id, "err", err)
+		return http.StatusOK, h.refusal(st, RefusedUnavailable), nil
 	case errors.Is(err, flows.ErrAccountSuspended):
 		return http.StatusOK, h.refusal(st, RefusedSuspended), nil
 	case errors.Is(err, flows.ErrAccountRemoved), errors.Is(err, flows.ErrNotFound):
@@ -687,7 +692,7 @@ func parseReason(s string) (string, bool) {
 	case "":
 		return RefusedCancelled, true
 	case RefusedDenied, RefusedCancelled, RefusedExpired, RefusedSuspended,
-		RefusedRemoved, RefusedNoDevice, RefusedLocked:
+		RefusedRemoved, RefusedNoDevice, RefusedLocked, RefusedUnavailable:
 		return s, true
 	}
 	return "", false

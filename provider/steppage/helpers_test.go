@@ -65,6 +65,8 @@ type envOptions struct {
 	noTS    bool // no HTTP listener (fuzz targets call the mux)
 	noSMS   bool // no SMS sender on the server
 	noEmail bool // no email sender on the server
+	// checker is the live check at Begin (nil: none).
+	checker flows.AccountChecker
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, envOptions{}) }
@@ -89,6 +91,9 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 	}
 	if !o.noSMS {
 		opts = append(opts, flows.WithSMSSender(notifytest.SMSSink{}))
+	}
+	if o.checker != nil {
+		opts = append(opts, flows.WithAccountChecker(o.checker))
 	}
 	svc, err := flows.New(st, cfg, opts...)
 	if err != nil {

@@ -257,6 +257,9 @@ func (h *Handler) refusal(st *step, reason string) *page {
 		p = st.base(t.SuspendedTitle, t.SuspendedTitle, t.SuspendedText, t.SuspendedMore)
 	case RefusedRemoved:
 		p = st.base(t.RemovedTitle, t.RemovedTitle, t.RemovedText, t.RemovedMore)
+	case RefusedUnavailable:
+		p = st.base(t.UnavailableTitle, t.UnavailableTitle, t.UnavailableText)
+		p.Retry = true
 	default:
 		p = st.base(t.NoDeviceTitle, t.NoDeviceTitle, t.NoDeviceText, t.NoDeviceMore)
 		if slices.Contains(st.req.Methods, flows.MethodOverride) {

@@ -34,6 +34,9 @@ const (
 	RefusedRemoved   = "removed"   // the account was removed
 	RefusedNoDevice  = "no_device" // no registered device and no code method open
 	RefusedLocked    = "locked"    // too many wrong codes: locked out for now
+	// RefusedUnavailable: the account's directory could not confirm it
+	// (the live check failed, fail-closed); trying again may work.
+	RefusedUnavailable = "unavailable"
 )
 
 // Requests is the protocol side of the step page: the OpenID Provider (and

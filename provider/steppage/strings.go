@@ -86,6 +86,8 @@ type texts struct {
 	RemovedTitle      string
 	RemovedText       string
 	RemovedMore       string
+	UnavailableTitle  string // the directory could not confirm the account
+	UnavailableText   string
 	NoDeviceTitle     string
 	NoDeviceText      string
 	NoDeviceMore      string
@@ -175,6 +177,8 @@ var english = texts{
 	RemovedTitle:      "Account removed",
 	RemovedText:       "Your account has been removed from the organization, so you can't sign in.",
 	RemovedMore:       "If you believe this was done in error, contact your IT administrator.",
+	UnavailableTitle:  "Account not confirmed",
+	UnavailableText:   "Your directory could not confirm your account. Try again in a moment; if it keeps happening, contact your IT administrator.",
 	NoDeviceTitle:     "No phone set up",
 	NoDeviceText:      "There is no phone set up for your account, so you can't sign in here yet.",
 	NoDeviceMore:      "Contact your IT administrator: they can send you an invitation to set up the keystep app.",

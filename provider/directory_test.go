@@ -1,0 +1,234 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystep/keystep/directory"
+	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/internal/slapdtest"
+	"github.com/keystep/keystep/provider/adminclient"
+	"github.com/keystep/keystep/provider/api"
+)
+
+// dirEnv is a provider with two directory sources: corp, on a real slapd
+// (live check on, fail-closed), and down, whose only server never answers.
+type dirEnv struct {
+	*env
+	slapd      *slapdtest.Server
+	corp, down *directory.Source
+}
+
+const dirUsers = 25
+
+func newDirEnv(t *testing.T) *dirEnv {
+	t.Helper()
+	slapd := slapdtest.Start(t, slapdtest.Options{LDIF: slapdtest.UsersLDIF(dirUsers, "people")})
+	checker := directory.NewLiveChecker()
+	t.Cleanup(checker.Close)
+	e := newBareEnvWith(t, flows.Config{}, flows.WithAccountChecker(checker))
+	corp, err := directory.NewSource(directory.SourceConfig{
+		Name: "corp", URLs: []string{slapd.LDAPSURL}, RootCAs: slapd.CAPool,
+		BindDN: slapd.SyncDN, BindPassword: slapd.SyncPassword, BaseDN: slapdtest.PeopleDN,
+		Suspension: directory.Suspension{Preset: directory.PresetOpenLDAP}, Incremental: directory.ModeNone,
+		LiveCheck: directory.LiveCheckConfig{Enabled: true},
+	}, e.svc, directory.WithLogger(e.srv.log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := directory.NewSource(directory.SourceConfig{
+		Name: "down", URLs: []string{"ldap://127.0.0.1:" + closedPort(t)}, InsecureNoTLS: true,
+		BindDN: "cn=keystep,dc=example,dc=org", BindPassword: "not-used", BaseDN: "dc=example,dc=org",
+		Incremental: directory.ModeNone, Timeout: 5 * time.Second,
+	}, e.svc, directory.WithLogger(e.srv.log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker.Add(corp)
+	checker.Add(down)
+	srv, err := New(Options{Flows: e.svc, AdminToken: testToken, Logger: e.srv.log, Clock: e.clock, Directory: []*directory.Source{corp, down}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	e.ts = httptest.NewServer(srv.Handler())
+	t.Cleanup(e.ts.Close)
+	return &dirEnv{env: e, slapd: slapd, corp: corp, down: down}
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+type healthz struct {
+	Status    string            `json:"status"`
+	Directory map[string]string `json:"directory"`
+}
+
+// TestDirectoryAdminAPI: the status of every source, a sync started
+// through the API, and /healthz: degraded (200) while a source fails.
+func TestDirectoryAdminAPI(t *testing.T) {
+	e := newDirEnv(t)
+
+	// Admins only.
+	wantProblem(t, e.adminAs("", "GET", api.PathDirectory, nil), http.StatusUnauthorized, api.ProblemUnauthorized)
+	wantProblem(t, e.adminAs("", "POST", syncPath("corp"), nil), http.StatusUnauthorized, api.ProblemUnauthorized)
+
+	// Before any sync.
+	list := decode[api.DirectoryStatusList](t, e.admin("GET", api.PathDirectory, nil), http.StatusOK)
+	if len(list.Sources) != 2 || list.Sources[0].Source != "corp" || list.Sources[0].Health != api.DirectoryNever ||
+		list.Sources[1].Source != "down" || list.Sources[1].Health != api.DirectoryNever {
+		t.Fatalf("status before any sync = %+v", list)
+	}
+	if h := decode[healthz](t, e.admin("GET", api.PathHealth, nil), http.StatusOK); h.Status != "ok" ||
+		h.Directory["corp"] != "never" || h.Directory["down"] != "never" {
+		t.Fatalf("health before any sync = %+v", h)
+	}
+
+	// corp syncs; down fails.
+	rep, err := e.corp.FullSync(e.ctx, directory.SyncOptions{})
+	if err != nil || rep.Created != dirUsers {
+		t.Fatalf("corp sync: %+v, %v", rep, err)
+	}
+	if _, err := e.down.FullSync(e.ctx, directory.SyncOptions{}); err == nil {
+		t.Fatal("the sync of an unreachable directory worked")
+	}
+	list = decode[api.DirectoryStatusList](t, e.admin("GET", api.PathDirectory, nil), http.StatusOK)
+	corp, down := list.Sources[0], list.Sources[1]
+	if corp.Health != api.DirectoryOK || corp.LastFull == nil || corp.LastFull.Entries != dirUsers ||
+		corp.LastFull.Created != dirUsers || corp.LastFull.Kind != "full" || corp.Server != e.slapd.LDAPSURL {
+		t.Errorf("corp = %+v (last full %+v)", corp, corp.LastFull)
+	}
+	if down.Health != api.DirectoryFailing || down.LastError == "" || down.Failures != 1 || down.LastFull != nil {
+		t.Errorf("down = %+v", down)
+	}
+	if strings.Contains(down.LastError, "not-used") {
+		t.Errorf("the status shows the bind password: %q", down.LastError)
+	}
+	h := decode[healthz](t, e.admin("GET", api.PathHealth, nil), http.StatusOK)
+	if h.Status != "degraded" || h.Directory["corp"] != "ok" || h.Directory["down"] != "failing" {
+		t.Errorf("health with a failing source = %+v", h)
+	}
+
+	// The admin client sees the same.
+	c, err := adminclient.New(e.ts.URL, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.DirectoryStatus(e.ctx)
+	if err != nil || len(cl.Sources) != 2 || cl.Sources[0].LastFull == nil || cl.Sources[1].Health != api.DirectoryFailing {
+		t.Fatalf("client status = %+v, %v", cl, err)
+	}
+
+	// A sync started through the API runs in the source's loop.
+	ctx, cancel := context.WithCancel(e.ctx)
+	synced := make(chan directory.RunReport, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.corp.Run(ctx, directory.RunHooks{FullSynced: func(r directory.RunReport, err error) {
+			if err != nil {
+				t.Errorf("full sync in Run: %v", err)
+			}
+			synced <- r
+		}})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	first := waitReport(t, synced) // Run's own, at start
+	started := decode[api.DirectorySyncStarted](t, e.admin("POST", syncPath("corp"), nil), http.StatusAccepted)
+	if started.Source != "corp" {
+		t.Errorf("started = %+v", started)
+	}
+	second := waitReport(t, synced)
+	if second.Run == first.Run || second.Entries != dirUsers || second.Unchanged != dirUsers {
+		t.Errorf("the triggered sync: %+v (first %+v)", second, first)
+	}
+	if _, err := c.TriggerDirectorySync(e.ctx, "corp"); err != nil {
+		t.Fatal(err)
+	}
+	waitReport(t, synced)
+
+	// Unknown sources, bad bodies.
+	wantProblem(t, e.admin("POST", syncPath("nope"), nil), http.StatusNotFound, api.ProblemNotFound)
+	if _, err := c.TriggerDirectorySync(e.ctx, "nope"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("client trigger of an unknown source: %v", err)
+	}
+	wantProblem(t, e.admin("POST", syncPath("corp"), map[string]int{"confirm": 1}), http.StatusBadRequest, api.ProblemInvalid)
+}
+
+// TestDirectoryUnavailableProblem: a sign-in whose live check cannot reach
+// the directory (fail-closed) is a 503 directory-unavailable problem that
+// does not show the LDAP error, and the admin client maps it back.
+func TestDirectoryUnavailableProblem(t *testing.T) {
+	e := newDirEnv(t)
+	if _, err := e.corp.FullSync(e.ctx, directory.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.slapd.Kill()
+	p := wantProblem(t, e.admin("POST", strings.Replace(api.PathTestSignIn, "{user}", "user000001", 1), nil),
+		http.StatusServiceUnavailable, api.ProblemDirectoryUnavailable)
+	if p.Detail != "the directory could not confirm the account; try again in a moment" || p.Title != "Directory unavailable" {
+		t.Errorf("problem = %+v", p)
+	}
+	if !strings.Contains(e.logText(), "live check") {
+		t.Errorf("the log does not say why:\n%s", e.logText())
+	}
+	c, err := adminclient.New(e.ts.URL, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TestSignIn(e.ctx, "user000001"); !errors.Is(err, flows.ErrDirectoryUnavailable) {
+		t.Errorf("client: %v", err)
+	}
+	// The store still answers: keystep is up; the directory is not
+	// failing a sync yet, only the live check.
+	decode[healthz](t, e.admin("GET", api.PathHealth, nil), http.StatusOK)
+}
+
+func TestDirectoryOptions(t *testing.T) {
+	e := newBareEnv(t)
+	src, err := directory.NewSource(directory.SourceConfig{
+		Name: "corp", URLs: []string{"ldaps://dc1.example"}, BindDN: "cn=k,dc=example", BindPassword: "x", BaseDN: "dc=example",
+	}, e.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srcs := range [][]*directory.Source{{src, src}, {nil}} {
+		if _, err := New(Options{Flows: e.svc, AdminToken: testToken, Directory: srcs}); err == nil {
+			t.Errorf("New accepted %v", srcs)
+		}
+	}
+}
+
+func syncPath(source string) string {
+	return strings.Replace(api.PathDirectorySync, "{source}", source, 1)
+}
+
+// waitReport waits for the next full sync of a running source. The
+// timeout only turns a hang into a failure.
+func waitReport(t *testing.T, ch <-chan directory.RunReport) directory.RunReport {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(time.Minute):
+		t.Fatal("no full sync")
+		return directory.RunReport{}
+	}
+}
