@@ -44,6 +44,8 @@ type Config struct {
 	OIDC OIDCConfig
 	// SAML is the SAML Identity Provider's service providers and keys.
 	SAML SAMLConfig
+	// Directory is the company directory the accounts follow.
+	Directory DirectoryConfig
 	// InsecureDev allows an http:// public URL on a non-loopback host and
 	// cookies without Secure (--insecure-dev; never in production).
 	InsecureDev bool
@@ -214,6 +216,7 @@ func (c *Config) schema() schema {
 	maps.Copy(s, c.sendersSchema())
 	maps.Copy(s, c.oidcSchema())
 	maps.Copy(s, c.samlSchema())
+	maps.Copy(s, c.directorySchema())
 	return s
 }
 
@@ -429,6 +432,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateAdmins()...)
 	errs = append(errs, c.validateOIDC()...)
 	errs = append(errs, c.validateSAML()...)
+	errs = append(errs, c.validateDirectory()...)
 	return errors.Join(errs...)
 }
 
