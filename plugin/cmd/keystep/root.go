@@ -69,6 +69,7 @@ with number matching, or scan a QR code, on their phone.
 
   keystep serve     run the server (SQLite in ./keystep-data by default)
   keystep admin     manage users, invitations, devices and the audit log
+  keystep directory test, run and watch the directory (LDAP / AD) sync
   keystep device    the reference authenticator: a stand-in for the phone app`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -78,7 +79,7 @@ with number matching, or scan a QR code, on their phone.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{cmd: c, err: err} })
 	group(root)
-	root.AddCommand(newServeCmd(), newAdminCmd(), newDeviceCmd(), newDemoAppCmd())
+	root.AddCommand(newServeCmd(), newAdminCmd(), newDirectoryCmd(), newDeviceCmd(), newDemoAppCmd())
 	return root
 }
 

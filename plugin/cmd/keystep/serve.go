@@ -23,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keystep/keystep/directory"
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/store/postgres"
 	"github.com/keystep/keystep/flows/store/sqlite"
@@ -112,6 +113,9 @@ type serveMode struct {
 	// service and public URL; the server shuts down when run returns (or
 	// when ctx ends).
 	run func(svc *flows.Service, publicURL string, log *slog.Logger)
+	// lookupEnv reads the environment variables the configuration names
+	// (a directory source's bind_password_env); nil: os.LookupEnv.
+	lookupEnv func(string) (string, bool)
 }
 
 // serveWith is serve, changed by mode.
@@ -137,6 +141,15 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 	}
 	tokenPath := filepath.Join(dataDir, adminTokenFile)
 	token, created, err := loadOrCreateToken(tokenPath)
+	if err != nil {
+		return err
+	}
+
+	lookupEnv := mode.lookupEnv
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
+	}
+	dirConfigs, err := cfg.directorySources(lookupEnv)
 	if err != nil {
 		return err
 	}
@@ -169,16 +182,29 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 	if pusher != nil {
 		opts = append(opts, flows.WithPushSender(pusher))
 	}
+	// The live check goes to flows before the sources exist: they need
+	// the service.
+	var checker *directory.LiveChecker
+	if len(dirConfigs) > 0 {
+		checker = directory.NewLiveChecker()
+		defer checker.Close()
+		opts = append(opts, flows.WithAccountChecker(checker))
+	}
 	svc, err := flows.New(store, fc, append(opts, flows.WithLogger(log))...)
 	if err != nil {
 		return err
 	}
 	defer svc.Close() // after the server: lets in-flight pushes finish
+	dirSources, err := newDirectorySources(dirConfigs, svc, checker, log)
+	if err != nil {
+		return err
+	}
 	admins, err := cfg.adminTokens(token)
 	if err != nil {
 		return err
 	}
-	p, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins, TrustedProxies: cfg.TrustedProxies, Logger: log, Clock: flows.SystemClock{}})
+	p, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins, TrustedProxies: cfg.TrustedProxies, Logger: log, Clock: flows.SystemClock{},
+		Directory: dirSources})
 	if err != nil {
 		return err
 	}
@@ -224,6 +250,7 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 	}
 	log.Info("codes", "methods", cfgFlowsMethods(svc), "sms", senders.SMS != nil, "email", senders.Email != nil,
 		"alerts_webhook", cfg.Alerts.WebhookURL != "", "alerts_email", len(cfg.Alerts.EmailTo))
+	logDirectorySources(dirSources, log)
 	cfgFlows := svc.Config()
 	log.Info("public URL (devices sign it; it must be the URL they use)", "public_url", publicURL,
 		"number_digits", cfgFlows.NumberDigits, "signin_ttl", cfgFlows.SignInTTL, "invitation_ttl", formatDuration(cfgFlows.InvitationTTL))
@@ -240,6 +267,9 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 		purgeLoop(purgeCtx, svc, log)
 	}()
 	defer func() { stopPurge(); <-purged }()
+	// The directory syncs stop (and are waited for) before the service
+	// and the store close.
+	defer runDirectory(ctx, dirSources)()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
