@@ -402,3 +402,28 @@ func TestConfigDirectoryDocExample(t *testing.T) {
 		t.Errorf("directory = %+v", c.Directory)
 	}
 }
+
+// FuzzDirectoryConfig feeds arbitrary directory sections to the parser and
+// the checks: they must not panic.
+func FuzzDirectoryConfig(f *testing.F) {
+	for _, s := range []string{
+		"directory:\n  sources:\n    - name: corp\n      urls: [ldaps://dc1.example]\n      bind_dn: cn=k,dc=example\n      bind_password_env: PW\n      base_dn: dc=example\n",
+		"directory:\n  sources:\n    - {name: a, urls: [ldap://127.0.0.1], insecure_no_tls: true, client_cert_file: /c, client_key_file: /k, base_dn: dc=x}\n",
+		"directory:\n  sources:\n    - name: a\n      attributes: {id: objectGUID}\n      suspension: {preset: active_directory, lockout: true, filter: \"(a=b)\"}\n      live_check: {enabled: true, timeout: 1s}\n      max_removals: 5%\n",
+		"directory:\n  sources:\n    - name: a\n      bind_password: x\n",
+		"directory:\n  sources: [&s {name: a}, *s]\n",
+		"directory: {sources: [{attributes: [1]}]}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := defaultConfig()
+		if err := c.parseYAML(data, "fuzz.yaml"); err != nil {
+			return
+		}
+		if err := c.validate(); err != nil {
+			return
+		}
+		_, _ = c.directorySources(envOf(map[string]string{"PW": "pw"}))
+	})
+}
