@@ -86,10 +86,10 @@ type AttributeMap struct {
 
 // Suspension presets.
 const (
-	PresetNone         = "none"          // only the custom filter
-	PresetActiveDir    = "active_directory"
-	PresetOpenLDAP     = "openldap_ppolicy"
-	Preset389DS        = "389ds" // also FreeIPA
+	PresetNone      = "none" // only the custom filter
+	PresetActiveDir = "active_directory"
+	PresetOpenLDAP  = "openldap_ppolicy"
+	Preset389DS     = "389ds" // also FreeIPA
 )
 
 // Suspension is what makes a directory user suspended in keystep.

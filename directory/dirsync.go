@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -54,16 +55,34 @@ func (s *Source) dirSync(ctx context.Context) (RunReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	attrs := append([]string{"objectGUID", "isDeleted"}, s.mapper.attributes()...)
+	// DirSync returns an object only when one of the requested attributes
+	// changed. name changes with a rename and with a move too, so a user
+	// moved out of the base DN is seen (and one moved within it gets its
+	// new DN).
+	attrs := append([]string{"objectGUID", "isDeleted", "name"}, s.mapper.attributes()...)
+	filter := "(objectClass=user)"
+	groupGUID := ""
+	var flags int64
+	if s.cfg.Group != "" && !initial {
+		// Membership changes show on the group (its member attribute,
+		// which must be asked for), not on its members.
+		filter = "(|(objectClass=user)(objectClass=group))"
+		// Only the added and removed values, not a big group's whole
+		// member list at each change.
+		attrs, flags = append(attrs, "member"), ldap.DirSyncIncrementalValues
+		if groupGUID, err = s.guidOf(conn, s.cfg.Group); err != nil {
+			return rep, err
+		}
+	}
 	for {
 		req := ldap.NewSearchRequest(root, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-			"(objectClass=user)", attrs, nil)
-		res, err := conn.DirSync(req, 0, 0, cookie)
+			filter, attrs, nil)
+		res, err := conn.DirSync(req, flags, 0, cookie)
 		if err != nil {
 			return rep, fmt.Errorf("DirSync from %s: %w", url, err)
 		}
 		if !initial {
-			if err := s.dirSyncEntries(ctx, conn, &rep, res.Entries); err != nil {
+			if err := s.dirSyncEntries(ctx, conn, &rep, res.Entries, groupGUID); err != nil {
 				return rep, err
 			}
 		}
@@ -85,7 +104,7 @@ func (s *Source) dirSync(ctx context.Context) (RunReport, error) {
 }
 
 // dirSyncEntries applies one DirSync answer.
-func (s *Source) dirSyncEntries(ctx context.Context, conn *ldap.Conn, rep *RunReport, entries []*ldap.Entry) error {
+func (s *Source) dirSyncEntries(ctx context.Context, conn *ldap.Conn, rep *RunReport, entries []*ldap.Entry, groupGUID string) error {
 	for _, e := range entries {
 		raw := e.GetRawAttributeValue("objectGUID")
 		if len(raw) != 16 {
@@ -93,6 +112,11 @@ func (s *Source) dirSyncEntries(ctx context.Context, conn *ldap.Conn, rep *RunRe
 			continue
 		}
 		id := formatGUID(raw)
+		if id == groupGUID {
+			s.log.Info("the scope group changed: a full sync follows")
+			s.Trigger()
+			continue
+		}
 		if strings.EqualFold(e.GetAttributeValue("isDeleted"), "TRUE") {
 			if err := s.removeIncremental(ctx, rep, id, "deleted from Active Directory"); err != nil {
 				return err
@@ -114,4 +138,17 @@ func (s *Source) dirSyncEntries(ctx context.Context, conn *ldap.Conn, rep *RunRe
 		}
 	}
 	return nil
+}
+
+// guidOf reads the objectGUID of the entry dn.
+func (s *Source) guidOf(conn *ldap.Conn, dn string) (string, error) {
+	res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1,
+		int(s.cfg.Timeout/time.Second), false, "(objectClass=*)", []string{"objectGUID"}, nil))
+	if err != nil {
+		return "", fmt.Errorf("reading the group %s: %w", dn, err)
+	}
+	if len(res.Entries) != 1 || len(res.Entries[0].GetRawAttributeValue("objectGUID")) != 16 {
+		return "", fmt.Errorf("the group %s has no objectGUID", dn)
+	}
+	return formatGUID(res.Entries[0].GetRawAttributeValue("objectGUID")), nil
 }

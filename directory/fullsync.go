@@ -46,6 +46,9 @@ const stagePage = 500
 func (s *Source) FullSync(ctx context.Context, opt SyncOptions) (RunReport, error) {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	if !opt.DryRun {
+		s.fullWanted.Store(false)
+	}
 	rep, err := s.fullSync(ctx, opt)
 	if err != nil && !errors.Is(err, ErrGuard) && !opt.DryRun {
 		s.recordFailure(ctx, err, time.Time{})

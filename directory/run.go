@@ -27,6 +27,7 @@ func backoff(n int) time.Duration {
 
 // Trigger asks a running Run to start a full sync now.
 func (s *Source) Trigger() {
+	s.fullWanted.Store(true)
 	select {
 	case s.trigger <- struct{}{}:
 	default:
@@ -95,22 +96,28 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 				continue
 			}
 		}
-		rep, err := s.FullSync(ctx, SyncOptions{})
-		if hooks.FullSynced != nil {
-			hooks.FullSynced(rep, err)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil && !errors.Is(err, ErrGuard) {
-			if err := fail(err); err != nil {
-				return err
+		// A restart with a cookie and a recent full sync resumes the
+		// incremental sync where it stopped.
+		wait, resume := s.resumable(ctx, mode)
+		guarded := false
+		if !resume {
+			rep, err := s.FullSync(ctx, SyncOptions{})
+			if hooks.FullSynced != nil {
+				hooks.FullSynced(rep, err)
 			}
-			continue
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil && !errors.Is(err, ErrGuard) {
+				if err := fail(err); err != nil {
+					return err
+				}
+				continue
+			}
+			guarded, wait = err != nil, s.cfg.FullSyncInterval
 		}
 		failures = 0
-		guarded := err != nil
-		if err := s.followUntilNextFull(ctx, mode, guarded, hooks); err != nil {
+		if err := s.followUntilNextFull(ctx, mode, guarded, wait, hooks); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -119,6 +126,25 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 			}
 		}
 	}
+}
+
+// resumable reports whether the incremental sync can go on from its
+// stored cookie without a full sync first (the last full sync is younger
+// than FullSyncInterval and worked), and how long until the next full sync.
+func (s *Source) resumable(ctx context.Context, mode string) (time.Duration, bool) {
+	if mode != ModeSyncrepl && mode != ModeDirSync || s.fullWanted.Load() {
+		return 0, false
+	}
+	cookie, err := s.loadCookie(ctx, mode)
+	if err != nil || cookie == nil {
+		return 0, false
+	}
+	st, err := s.Status(ctx)
+	if err != nil || st.LastFull == nil || st.LastFull.Finished.IsZero() || st.Health == HealthGuard {
+		return 0, false
+	}
+	left := s.cfg.FullSyncInterval - s.now().Sub(st.LastFull.Finished)
+	return left, left > 0
 }
 
 // mode detects the incremental sync to use.
@@ -137,8 +163,8 @@ func (s *Source) mode(ctx context.Context) (string, error) {
 // followUntilNextFull runs the incremental sync until the next full sync
 // is due or triggered. After the guard stopped a full sync, nothing runs
 // until then.
-func (s *Source) followUntilNextFull(ctx context.Context, mode string, guarded bool, hooks RunHooks) error {
-	next := s.clock.After(s.cfg.FullSyncInterval)
+func (s *Source) followUntilNextFull(ctx context.Context, mode string, guarded bool, wait time.Duration, hooks RunHooks) error {
+	next := s.clock.After(wait)
 	if guarded || mode == ModeNone {
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keystep/keystep/flows"
@@ -32,6 +33,9 @@ type Source struct {
 	syncMu  sync.Mutex // one full or incremental sync at a time
 	stateMu sync.Mutex // read-modify-write of the stored state
 	trigger chan struct{}
+	// fullWanted asks Run for a full sync before the incremental one
+	// resumes (a trigger, a change of the scope group).
+	fullWanted atomic.Bool
 
 	// removalsSinceFull counts incremental removals since the last full
 	// sync, for the guard.
@@ -64,6 +68,7 @@ func NewSource(cfg SourceConfig, svc *flows.Service, opts ...Option) (*Source, e
 		o(s)
 	}
 	s.log = s.log.With("directory", cfg.Name)
+	m.warn = func(dn string, err error) { s.log.Warn("directory entry has a value keystep cannot read", "dn", dn, "err", err) }
 	return s, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,8 +48,12 @@ func newSyncEnv(t testing.TB, srv *slapdtest.Server, change func(*SourceConfig))
 	t.Cleanup(func() { st.Close() })
 	clock := clocktest.New(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 	live := NewLiveChecker()
+	log := slog.Default()
+	if _, bench := t.(*testing.B); bench {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	svc, err := flows.New(st, flows.Config{Origin: "https://keystep.example", CodeConfig: flows.CodeConfig{CodeKey: testCodeKey}},
-		flows.WithClock(clock), flows.WithAccountChecker(live))
+		flows.WithClock(clock), flows.WithAccountChecker(live), flows.WithLogger(log))
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}
@@ -67,7 +73,7 @@ func newSyncEnv(t testing.TB, srv *slapdtest.Server, change func(*SourceConfig))
 	if change != nil {
 		change(&cfg)
 	}
-	src, err := NewSource(cfg, svc, WithClock(clock))
+	src, err := NewSource(cfg, svc, WithClock(clock), WithLogger(log))
 	if err != nil {
 		t.Fatalf("new source: %v", err)
 	}

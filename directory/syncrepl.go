@@ -2,7 +2,6 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -109,8 +108,19 @@ func (s *Source) syncrepl(ctx context.Context, ready func()) error {
 		return err
 	}
 	rep := &RunReport{Run: flows.NewID(), Kind: ModeSyncrepl, Server: url, Started: s.now()}
+	// The scope group's member changes reach no member's entry (memberOf
+	// is not replicated), so the search follows the group entry too, and
+	// a change of it runs a full sync.
+	filter := s.filter
+	var group *ldap.DN
+	if s.cfg.Group != "" {
+		filter = "(|" + s.filter + "(entryDN=" + ldap.EscapeFilter(s.cfg.Group) + "))"
+		if group, err = ldap.ParseDN(s.cfg.Group); err != nil {
+			return fmt.Errorf("group %q: %w", s.cfg.Group, err)
+		}
+	}
 	req := ldap.NewSearchRequest(s.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		s.filter, s.mapper.attributes(), nil)
+		filter, s.mapper.attributes(), nil)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resp := conn.Syncrepl(rctx, req, s.cfg.PageSize, ldap.SyncRequestModeRefreshAndPersist, cookie, false)
@@ -164,6 +174,13 @@ func (s *Source) syncrepl(ctx context.Context, ready func()) error {
 			id := strings.ToLower(state.EntryUUID.String())
 			switch state.State {
 			case ldap.SyncStateAdd, ldap.SyncStateModify:
+				if group != nil && sameDN(group, e.DN) {
+					if !refreshing || cookie != nil {
+						s.log.Info("the scope group changed: a full sync follows")
+						s.Trigger()
+					}
+					break
+				}
 				batch = append(batch, e)
 				if !refreshing || len(batch) >= s.cfg.PageSize {
 					if err := flush(); err != nil {
@@ -349,5 +366,8 @@ func (s *Source) sweepAfterPresent(ctx context.Context, rep *RunReport, run stri
 	return nil
 }
 
-// errNoIncremental means the source has no incremental sync.
-var errNoIncremental = errors.New("no incremental sync")
+// sameDN reports whether dn names the entry want.
+func sameDN(want *ldap.DN, dn string) bool {
+	d, err := ldap.ParseDN(dn)
+	return err == nil && want.EqualFold(d)
+}

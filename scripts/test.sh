@@ -58,13 +58,31 @@ need_pkg_py() {
 # policy-rc.d that refuses every start, written for the install when there is
 # none and removed afterwards, keeps apache from starting and taking :80.
 need_simplesamlphp() {
-	local pkgs=() policy= rc=0
+	local pkgs=()
 	if [ -z "${KEYSTEP_TEST_SIMPLESAMLPHP:-}" ] && [ ! -f /usr/share/simplesamlphp/www/_include.php ]; then
 		pkgs+=(simplesamlphp)
 	fi
 	if ! php -r 'exit(extension_loaded("dom") ? 0 : 1);' >/dev/null 2>&1; then
 		pkgs+=(php-xml)
 	fi
+	install_quietly "${pkgs[@]}"
+}
+
+# need_server BINARY PACKAGE: install a package that holds a server (slapd,
+# samba) when BINARY is missing, without letting its service start: the
+# tests run their own on the ports it would take.
+need_server() {
+	if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then
+		return
+	fi
+	install_quietly "$2"
+}
+
+# install_quietly PACKAGE...: apt-get install with a policy-rc.d that
+# refuses every service start, written for the install when there is none
+# and removed afterwards.
+install_quietly() {
+	local pkgs=("$@") policy= rc=0
 	if [ ${#pkgs[@]} -eq 0 ]; then
 		return
 	fi
@@ -96,6 +114,9 @@ need_pkg chromium chromium
 need_pkg protoc protobuf-compiler
 need_pkg php php-cli
 need_pkg xmlsec1 xmlsec1
+need_server slapd slapd
+need_pkg ldapsearch ldap-utils
+need_server samba samba
 need_simplesamlphp
 
 # The browser tests save a screenshot of each step page state here.
