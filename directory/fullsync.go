@@ -321,6 +321,9 @@ func (s *Source) apply(ctx context.Context, rep *RunReport, e flows.DirectoryEnt
 	}
 	if res.Created {
 		rep.Created++
+		if s.cfg.Invite && res.Account.State == flows.AccountActive && res.Account.Email != "" {
+			s.invite(ctx, rep, res.Account)
+		}
 	}
 	if res.Updated {
 		rep.Updated++
@@ -426,4 +429,15 @@ func (s *Source) Test(ctx context.Context, sample int) (TestReport, error) {
 		return rep, fmt.Errorf("directory %s: reading from %s: %w", s.cfg.Name, url, err)
 	}
 	return rep, nil
+}
+
+// invite emails a new account its enrollment invitation. A failure is
+// reported, not fatal: an admin can invite again.
+func (s *Source) invite(ctx context.Context, rep *RunReport, a flows.Account) {
+	if _, err := s.flows.EmailInvitation(ctx, s.actor(), a.ID); err != nil {
+		rep.problem(fmt.Sprintf("invitation of %s: %v", a.Username, err))
+		s.log.Warn("the new account's invitation was not sent", "account", a.Username, "err", err)
+		return
+	}
+	rep.Invited++
 }

@@ -25,6 +25,14 @@ func backoff(n int) time.Duration {
 	return min(d, maxBackoff)
 }
 
+// TriggerConfirmed asks a running Run to start a full sync now that may
+// remove up to n accounts past the guard (an admin's confirmation of a
+// real mass departure, for this one sync).
+func (s *Source) TriggerConfirmed(n int) {
+	s.confirmRemovals.Store(int64(max(n, 0)))
+	s.Trigger()
+}
+
 // Trigger asks a running Run to start a full sync now.
 func (s *Source) Trigger() {
 	s.fullWanted.Store(true)
@@ -101,7 +109,7 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 		wait, resume := s.resumable(ctx, mode)
 		guarded := false
 		if !resume {
-			rep, err := s.FullSync(ctx, SyncOptions{})
+			rep, err := s.FullSync(ctx, SyncOptions{ConfirmRemovals: int(s.confirmRemovals.Swap(0))})
 			if hooks.FullSynced != nil {
 				hooks.FullSynced(rep, err)
 			}

@@ -36,6 +36,9 @@ type Source struct {
 	// fullWanted asks Run for a full sync before the incremental one
 	// resumes (a trigger, a change of the scope group).
 	fullWanted atomic.Bool
+	// confirmRemovals is the removals an admin confirmed for the next full
+	// sync Run starts.
+	confirmRemovals atomic.Int64
 
 	// removalsSinceFull counts incremental removals since the last full
 	// sync, for the guard.
@@ -68,7 +71,9 @@ func NewSource(cfg SourceConfig, svc *flows.Service, opts ...Option) (*Source, e
 		o(s)
 	}
 	s.log = s.log.With("directory", cfg.Name)
-	m.warn = func(dn string, err error) { s.log.Warn("directory entry has a value keystep cannot read", "dn", dn, "err", err) }
+	m.warn = func(dn string, err error) {
+		s.log.Warn("directory entry has a value keystep cannot read", "dn", dn, "err", err)
+	}
 	return s, nil
 }
 

@@ -57,6 +57,8 @@ type RunReport struct {
 	Suspended int `json:"suspended"`
 	Restored  int `json:"restored"`
 	Removed   int `json:"removed"`
+	// Invited is how many new accounts were emailed an invitation.
+	Invited int `json:"invited,omitempty"`
 	// Conflicts are entries whose username another account holds.
 	Conflicts int `json:"conflicts,omitempty"`
 	// Failed are entries that could not be applied for another reason.

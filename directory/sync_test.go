@@ -5,12 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +20,10 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
+	"github.com/keystep/keystep/flows/notify/smtp"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/internal/slapdtest"
+	"github.com/keystep/keystep/internal/smtptest"
 )
 
 // syncEnv is a source over a real slapd, applying to a real SQLite store.
@@ -584,4 +588,46 @@ func mustSource(t testing.TB, e *syncEnv, cfg SourceConfig) *Source {
 		t.Fatal(err)
 	}
 	return src
+}
+
+// TestInvite: with invite on, each new active account with an email
+// address is emailed its enrollment link (through a real SMTP server); a
+// suspended one is not, and the link enrolls a device.
+func TestInvite(t *testing.T) {
+	srv := slapdtest.Start(t, slapdtest.Options{LDIF: slapdtest.UsersLDIF(3, "people")})
+	srv.LockPermanently(t, people("user000003"))
+	mail := smtptest.Start(t)
+	sender, err := smtp.New(smtp.Config{Host: mail.Host, Port: mail.Port, Security: smtp.SecuritySTARTTLS,
+		Username: mail.Username, Password: mail.Password, From: "keystep <no-reply@keystep.example>",
+		HeloName: "keystep.test", TLSConfig: &tls.Config{RootCAs: mail.CAPool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newSyncEnv(t, srv, func(c *SourceConfig) { c.Invite = true })
+	e.svc = mustService(t, e, flows.WithEmailSender(sender))
+	e.src = mustSource(t, e, e.src.cfg)
+	rep := e.fullSync(SyncOptions{})
+	if rep.Created != 3 || rep.Invited != 2 {
+		t.Fatalf("sync: %+v", rep)
+	}
+	msgs := mail.WaitMessages(2)
+	var to []string
+	for _, env := range mail.Envelopes() {
+		to = append(to, env.RcptTo...)
+	}
+	slices.Sort(to)
+	if len(msgs) != 2 || strings.Join(to, ",") != "user000001@example.org,user000002@example.org" {
+		t.Fatalf("invitations went to %v", to)
+	}
+	body, err := io.ReadAll(msgs[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), "keystep://enroll") {
+		t.Errorf("the invitation has no enrollment link:\n%s", body)
+	}
+	// A second sync invites no one again.
+	if rep := e.fullSync(SyncOptions{}); rep.Invited != 0 {
+		t.Errorf("second sync: %+v", rep)
+	}
 }

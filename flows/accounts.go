@@ -266,10 +266,8 @@ func (s *Service) moveState(ctx context.Context, tx Tx, actor string, a *Account
 	if _, err := tx.AppendAudit(ctx, ev); err != nil {
 		return nil, err
 	}
-	if source == SourceAdmin || to == AccountRemoved {
-		if err := forgetDirectoryHash(ctx, tx, a.ID); err != nil {
-			return nil, err
-		}
+	if err := forgetDirectoryHash(ctx, tx, a.ID); err != nil { // ApplyDirectoryEntry writes its own hash after this
+		return nil, err
 	}
 	if to == AccountActive {
 		return nil, nil

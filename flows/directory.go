@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"time"
 )
 
@@ -281,12 +282,14 @@ func (s *Service) liveCheck(ctx context.Context, a Account) error {
 }
 
 // forgetDirectoryHash makes the next sync apply the directory entry of an
-// account an admin just moved, or that was removed, even though the entry
-// did not change: the directory decides who is suspended and who exists, so
-// an admin's restore of an account the directory suspends lasts until the
-// next sync (an admin's suspension lasts, since the directory restores only
-// what it suspended), and an entry still in the directory after its account
-// was removed gets a new account, without devices.
+// account whose state just changed outside the sync (an admin, the live
+// check, a removal), even though the entry did not change: the directory
+// decides who is suspended and who exists, so an admin's restore of an
+// account the directory suspends lasts until the next sync (an admin's
+// suspension lasts, since the directory restores only what it suspended), a
+// live check's suspension is lifted by the next sync if the entry is fine
+// again, and an entry still in the directory after its account was removed
+// gets a new account, without devices.
 func forgetDirectoryHash(ctx context.Context, tx Tx, accountID string) error {
 	l, err := tx.GetDirectoryLinkByAccount(ctx, accountID)
 	if isNotFound(err) {
@@ -297,4 +300,49 @@ func forgetDirectoryHash(ctx context.Context, tx Tx, accountID string) error {
 	}
 	l.Hash = nil
 	return tx.PutDirectoryLink(ctx, l)
+}
+
+// EmailInvitation invites an account (see Invite) and emails the
+// enrollment link to its address: how accounts the directory creates are
+// invited. It needs an email sender and an account with an email address.
+func (s *Service) EmailInvitation(ctx context.Context, actor, ref string) (Invitation, error) {
+	if s.email == nil {
+		return Invitation{}, fmt.Errorf("email invitation: no email sender is configured: %w", ErrMethodNotAllowed)
+	}
+	a, err := s.FindAccount(ctx, ref)
+	if err != nil {
+		return Invitation{}, err
+	}
+	if a.Email == "" {
+		return Invitation{}, invalidf("account %q has no email address", a.Username)
+	}
+	inv, link, err := s.Invite(ctx, actor, a.ID)
+	if err != nil {
+		return Invitation{}, err
+	}
+	m := invitationEmail(a, link, inv.ExpiresAt)
+	if err := s.email.SendEmail(ctx, m); err != nil {
+		return inv, fmt.Errorf("email invitation to %s: %w", MaskEmail(a.Email), err)
+	}
+	return inv, nil
+}
+
+// invitationEmail is the message that carries an enrollment link.
+func invitationEmail(a Account, link EnrollLink, expires time.Time) Email {
+	name := a.DisplayName
+	if name == "" {
+		name = a.Username
+	}
+	l := link.String()
+	until := expires.UTC().Format("2 January 2006 15:04 MST")
+	text := "Hello " + name + ",\n\n" +
+		"Your organisation signs you in with keystep: you approve sign-ins on your phone instead of typing a password.\n\n" +
+		"To set it up, install the keystep app, then open this link on your phone (or scan it with the app):\n\n" +
+		l + "\n\nThe link works once, until " + until + ". If you did not expect this message, tell your IT administrator.\n"
+	body := "<p>Hello " + html.EscapeString(name) + ",</p>" +
+		"<p>Your organisation signs you in with keystep: you approve sign-ins on your phone instead of typing a password.</p>" +
+		"<p>To set it up, install the keystep app, then open this link on your phone (or scan it with the app):</p>" +
+		"<p><a href=\"" + html.EscapeString(l) + "\">" + html.EscapeString(l) + "</a></p>" +
+		"<p>The link works once, until " + html.EscapeString(until) + ". If you did not expect this message, tell your IT administrator.</p>"
+	return Email{To: a.Email, Subject: "Set up keystep on your phone", Text: text, HTML: body}
 }

@@ -34,21 +34,35 @@ func (s *Server) directoryStatus(w http.ResponseWriter, r *http.Request) {
 // directorySync starts a full sync of one source now (202): the source's
 // running sync loop picks it up. The result shows in the status.
 func (s *Server) directorySync(w http.ResponseWriter, r *http.Request) {
-	var req struct{}
+	var req api.DirectorySync
 	if !body(w, r, &req, true) {
+		return
+	}
+	if req.ConfirmRemovals < 0 || req.ConfirmRemovals > maxConfirmRemovals {
+		writeProblem(w, problem(api.ProblemInvalid, http.StatusBadRequest, "confirm_removals must be 0 to "+strconv.Itoa(maxConfirmRemovals)))
 		return
 	}
 	name := r.PathValue("source")
 	for _, src := range s.directory {
 		if src.Name() == name {
-			src.Trigger()
-			s.log.Info("directory sync requested", "directory", name, "admin", adminActor(r.Context()))
+			if req.ConfirmRemovals > 0 {
+				detail := name + ": up to " + strconv.Itoa(req.ConfirmRemovals) + " removals confirmed for the next full sync"
+				if err := s.flows.RecordEvent(r.Context(), adminActor(r.Context()), "directory.confirm_removals", detail); err != nil {
+					s.fail(w, r, err)
+					return
+				}
+			}
+			src.TriggerConfirmed(req.ConfirmRemovals)
+			s.log.Info("directory sync requested", "directory", name, "admin", adminActor(r.Context()), "confirm_removals", req.ConfirmRemovals)
 			writeJSON(w, http.StatusAccepted, api.DirectorySyncStarted{Source: name})
 			return
 		}
 	}
 	writeProblem(w, problem(api.ProblemNotFound, http.StatusNotFound, "no directory source is named "+quote(name)))
 }
+
+// maxConfirmRemovals bounds the removals one request can confirm.
+const maxConfirmRemovals = 1_000_000
 
 // quote quotes a name for a problem's detail, clipped.
 func quote(s string) string {

@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -160,14 +161,19 @@ func TestDirectoryAdminAPI(t *testing.T) {
 	if second.Run == first.Run || second.Entries != dirUsers || second.Unchanged != dirUsers {
 		t.Errorf("the triggered sync: %+v (first %+v)", second, first)
 	}
-	if _, err := c.TriggerDirectorySync(e.ctx, "corp"); err != nil {
+	if _, err := c.TriggerDirectorySync(e.ctx, "corp", 3); err != nil {
 		t.Fatal(err)
 	}
 	waitReport(t, synced)
+	audit, err := e.svc.Audit(e.ctx, flows.AuditFilter{})
+	if err != nil || len(audit) == 0 || audit[len(audit)-1].Action != "directory.confirm_removals" || !strings.Contains(audit[len(audit)-1].Detail, "up to 3 removals") {
+		t.Errorf("the confirmation is not in the audit log: %+v, %v", audit, err)
+	}
+	wantProblem(t, e.admin("POST", syncPath("corp"), map[string]int{"confirm_removals": -1}), http.StatusBadRequest, api.ProblemInvalid)
 
 	// Unknown sources, bad bodies.
 	wantProblem(t, e.admin("POST", syncPath("nope"), nil), http.StatusNotFound, api.ProblemNotFound)
-	if _, err := c.TriggerDirectorySync(e.ctx, "nope"); !errors.Is(err, flows.ErrNotFound) {
+	if _, err := c.TriggerDirectorySync(e.ctx, "nope", 0); !errors.Is(err, flows.ErrNotFound) {
 		t.Errorf("client trigger of an unknown source: %v", err)
 	}
 	wantProblem(t, e.admin("POST", syncPath("corp"), map[string]int{"confirm": 1}), http.StatusBadRequest, api.ProblemInvalid)
@@ -274,8 +280,10 @@ func FuzzDirectorySync(f *testing.F) {
 		case rec.Code >= 300 && rec.Code < 400:
 			// The mux redirects a path that is not clean ("..", "//").
 		case rec.Code == http.StatusAccepted:
+			var req api.DirectorySync
 			trimmed := strings.TrimSpace(string(body))
-			if name != "corp" || (trimmed != "" && trimmed != "{}") {
+			ok := trimmed == "" || json.Unmarshal(body, &req) == nil && req.ConfirmRemovals >= 0 && req.ConfirmRemovals <= maxConfirmRemovals
+			if name != "corp" || !ok {
 				t.Fatalf("%q with %q accepted: %s", name, body, b)
 			}
 		default:

@@ -5,7 +5,7 @@ import "time"
 // Paths of the admin API for the directory sync (LDAP / Active Directory).
 const (
 	PathDirectory     = AdminPrefix + "/directory"               // GET → DirectoryStatusList
-	PathDirectorySync = AdminPrefix + "/directory/{source}/sync" // POST (empty body) → 202 DirectorySyncStarted
+	PathDirectorySync = AdminPrefix + "/directory/{source}/sync" // POST DirectorySync (optional) → 202 DirectorySyncStarted
 )
 
 // Health of a directory source, in DirectoryStatus.Health and /healthz.
@@ -73,6 +73,13 @@ type DirectoryRun struct {
 // of the configuration.
 type DirectoryStatusList struct {
 	Sources []DirectoryStatus `json:"sources"`
+}
+
+// DirectorySync asks for a full sync of a source now (the body is
+// optional). ConfirmRemovals lets up to that many removals through the
+// mass-removal guard in that sync, after it stopped one.
+type DirectorySync struct {
+	ConfirmRemovals int `json:"confirm_removals,omitempty"`
 }
 
 // DirectorySyncStarted answers a sync request: the server starts a full

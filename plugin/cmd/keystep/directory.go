@@ -612,20 +612,25 @@ change applied, and the last failure.`,
 
 func newDirectoryTriggerCmd() *cobra.Command {
 	f := &adminFlags{}
+	confirm := 0
 	cmd := &cobra.Command{
-		Use:   "trigger SOURCE [--server URL] [--token-file FILE]",
+		Use:   "trigger SOURCE [--confirm-removals N] [--server URL] [--token-file FILE]",
 		Short: "Ask a running server to start a full sync of a directory source now",
 		Long: `Ask the running server to start a full sync of the source now (admin API,
 POST /admin/v1/directory/{source}/sync). It returns at once; keystep directory
-status shows the result. A sync that the mass-removal guard stopped needs
-keystep directory sync --confirm-removals N instead.`,
+status shows the result. After the mass-removal guard stopped a sync, check
+what it would remove (keystep directory sync --dry-run), then confirm with
+--confirm-removals N: that one sync may remove up to N accounts.`,
 		Args: nArgs("SOURCE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if confirm < 0 {
+				return usagef(cmd, "--confirm-removals must not be negative")
+			}
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := c.TriggerDirectorySync(cmd.Context(), args[0])
+			res, err := c.TriggerDirectorySync(cmd.Context(), args[0], confirm)
 			if err != nil {
 				return err
 			}
@@ -637,6 +642,7 @@ keystep directory sync --confirm-removals N instead.`,
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&confirm, "confirm-removals", 0, "let this sync remove up to N accounts past the mass-removal guard")
 	addAdminFlags(cmd, f)
 	return cmd
 }
