@@ -191,6 +191,9 @@ func (c *Config) validateDirectory() []error {
 			bad("the name %q is given to two sources", s.Name)
 		}
 		seen[strings.ToLower(s.Name)] = true
+		if s.Invite && c.Senders.SMTP.Host == "" {
+			bad("invite needs an email sender: configure smtp (host, from, …)")
+		}
 		own := s.check()
 		for _, err := range own {
 			bad("%v", err)

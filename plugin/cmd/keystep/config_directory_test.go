@@ -60,6 +60,7 @@ func TestConfigDirectory(t *testing.T) {
 	caFile := writeFile(t, "ca.pem", string(caPEM), 0o644)
 	pwFile := writeFile(t, "ldap-password", " s3cret pass \n", 0o600)
 	c, err := loadConfig(writeConfig(t, `
+smtp: {host: smtp.corp.example, port: 587, from: keystep@corp.example}
 directory:
   sources:
     - name: corp
@@ -203,6 +204,7 @@ directory:
 	cases := map[string]struct{ yaml, want string }{
 		"password in the file": {base + "      bind_password: hunter2\n", "line 9: bind_password: the bind password is never read from the configuration file"},
 		"unknown key":          {base + "      bsae_dn: x\n", "line 9: unknown key bsae_dn"},
+		"invite without smtp":  {base + "      invite: true\n", "invite needs an email sender"},
 		"unknown nested key":   {base + "      attributes: {usrname: uid}\n", "unknown key usrname"},
 		"unknown live key":     {base + "      live_check: {enabled: true, failopen: true}\n", "unknown key failopen"},
 		"bad live duration":    {base + "      live_check: {timeout: soon}\n", "must be a duration"},
