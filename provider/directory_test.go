@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -290,4 +291,40 @@ func FuzzDirectorySync(f *testing.F) {
 			t.Fatalf("%q: %d %s", name, rec.Code, b)
 		}
 	})
+}
+
+// TestDirectoryMetrics: /metrics (admins only) says which source syncs and
+// which fails, from the status in the store.
+func TestDirectoryMetrics(t *testing.T) {
+	e := newDirEnv(t)
+	wantProblem(t, e.adminAs("", "GET", PathMetrics, nil), http.StatusUnauthorized, api.ProblemUnauthorized)
+	if _, err := e.corp.FullSync(e.ctx, directory.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.down.FullSync(e.ctx, directory.SyncOptions{}); err == nil {
+		t.Fatal("the sync of an unreachable directory worked")
+	}
+	res := e.admin("GET", PathMetrics, nil)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: %d %v", res.StatusCode, err)
+	}
+	text := string(b)
+	for _, want := range []string{
+		`keystep_directory_up{source="corp"} 1`,
+		`keystep_directory_up{source="down"} 0`,
+		`keystep_directory_health{health="failing",source="down"} 1`,
+		`keystep_directory_health{health="ok",source="down"} 0`,
+		`keystep_directory_consecutive_failures{source="down"} 1`,
+		`keystep_directory_last_full_sync_entries{source="corp"} ` + strconv.Itoa(dirUsers),
+		`keystep_directory_last_full_sync_timestamp_seconds{source="corp"}`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, `keystep_directory_last_full_sync_timestamp_seconds{source="down"}`) {
+		t.Errorf("a source that never synced has a last sync time:\n%s", text)
+	}
 }

@@ -133,6 +133,7 @@ func New(o Options) (*Server, error) {
 	s.routeAdmin()
 	s.routeCodes()
 	s.routeDirectory()
+	s.routeMetrics()
 	s.mux.HandleFunc("GET "+api.PathHealth, s.health)
 	s.handler = s.guard(s.routeMisses(s.mux))
 	return s, nil
