@@ -34,7 +34,8 @@ func (r DirectoryResult) Changed() bool {
 // another account holds; retrying does not help.
 var errUsernameTaken = fmt.Errorf("username is taken by another account: %w", ErrConflict)
 
-func (e DirectoryEntry) check() error {
+// Check reports what makes the entry unfit to apply (ErrInvalid), or nil.
+func (e DirectoryEntry) Check() error {
 	if !validID(e.ExternalID) {
 		return invalidf("directory id %q has characters other than letters, digits, '-', '_', '.'", e.ExternalID)
 	}
@@ -61,7 +62,7 @@ func (e DirectoryEntry) check() error {
 // run is recorded as the run that saw it. ErrConflict if the username
 // belongs to another account.
 func (s *Service) ApplyDirectoryEntry(ctx context.Context, actor, source string, e DirectoryEntry, hash []byte, run string) (DirectoryResult, error) {
-	if err := e.check(); err != nil {
+	if err := e.Check(); err != nil {
 		return DirectoryResult{}, fmt.Errorf("directory entry %q: %w", e.DN, err)
 	}
 	if err := checkText("source", source, true, 64); err != nil {
