@@ -186,27 +186,9 @@ func (s *Source) readPages(ctx context.Context, conn *ldap.Conn, out chan<- []*l
 // planPage maps a page, marks its known entries seen, and stages those
 // that changed.
 func (s *Source) planPage(ctx context.Context, rep *RunReport, page []*ldap.Entry, dry bool) error {
-	now := s.now()
-	entries := make([]flows.DirectoryEntry, 0, len(page))
-	ids := make([]string, 0, len(page))
-	for _, le := range page {
-		rep.Entries++
-		e, err := s.mapper.entry(le, now)
-		if err != nil {
-			rep.Skipped++
-			rep.problem(fmt.Sprintf("%s: %v", le.DN, err))
-			continue
-		}
-		entries = append(entries, e)
-		ids = append(ids, e.ExternalID)
-	}
-	links, err := s.store.GetDirectoryLinks(ctx, s.cfg.Name, ids)
+	entries, ids, byID, err := s.mapPage(ctx, rep, page)
 	if err != nil {
 		return err
-	}
-	byID := make(map[string]flows.DirectoryLink, len(links))
-	for _, l := range links {
-		byID[l.ExternalID] = l
 	}
 	seen := ids[:0]
 	var staged []flows.DirectoryEntry
@@ -233,6 +215,34 @@ func (s *Source) planPage(ctx context.Context, rep *RunReport, page []*ldap.Entr
 		return nil
 	}
 	return s.store.StageDirectoryEntries(ctx, s.cfg.Name, rep.Run, staged)
+}
+
+// mapPage maps a page of entries (counting and reporting those it cannot
+// map) and reads their links, by external id.
+func (s *Source) mapPage(ctx context.Context, rep *RunReport, page []*ldap.Entry) ([]flows.DirectoryEntry, []string, map[string]flows.DirectoryLink, error) {
+	now := s.now()
+	entries := make([]flows.DirectoryEntry, 0, len(page))
+	ids := make([]string, 0, len(page))
+	for _, le := range page {
+		rep.Entries++
+		e, err := s.mapper.entry(le, now)
+		if err != nil {
+			rep.Skipped++
+			rep.problem(fmt.Sprintf("%s: %v", le.DN, err))
+			continue
+		}
+		entries = append(entries, e)
+		ids = append(ids, e.ExternalID)
+	}
+	links, err := s.store.GetDirectoryLinks(ctx, s.cfg.Name, ids)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	byID := make(map[string]flows.DirectoryLink, len(links))
+	for _, l := range links {
+		byID[l.ExternalID] = l
+	}
+	return entries, ids, byID, nil
 }
 
 // classify counts what applying e would do, for a dry run.

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -281,36 +282,20 @@ func syncState(ctrls []ldap.Control) *ldap.ControlSyncState {
 // applyEntries maps and applies entries that came from an incremental
 // sync, skipping those whose hash says they did not change.
 func (s *Source) applyEntries(ctx context.Context, rep *RunReport, page []*ldap.Entry) error {
-	now := s.now()
-	entries := make([]flows.DirectoryEntry, 0, len(page))
-	ids := make([]string, 0, len(page))
-	for _, le := range page {
-		rep.Entries++
-		e, err := s.mapper.entry(le, now)
-		if err != nil {
-			rep.Skipped++
-			rep.problem(fmt.Sprintf("%s: %v", le.DN, err))
-			continue
-		}
-		entries = append(entries, e)
-		ids = append(ids, e.ExternalID)
-	}
-	links, err := s.store.GetDirectoryLinks(ctx, s.cfg.Name, ids)
+	entries, _, byID, err := s.mapPage(ctx, rep, page)
 	if err != nil {
 		return err
 	}
-	hashes := make(map[string][]byte, len(links))
-	seen := make([]string, 0, len(links))
-	for _, l := range links {
-		hashes[l.ExternalID] = l.Hash
-		seen = append(seen, l.ExternalID)
-	}
 	// In a present phase, an entry sent in full is present too.
+	seen := make([]string, 0, len(byID))
+	for id := range byID {
+		seen = append(seen, id)
+	}
 	if err := s.store.MarkDirectorySeen(ctx, s.cfg.Name, rep.Run, seen); err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if h, ok := hashes[e.ExternalID]; ok && string(h) == string(hashEntry(e)) {
+		if l, ok := byID[e.ExternalID]; ok && bytes.Equal(l.Hash, hashEntry(e)) {
 			rep.Unchanged++
 			continue
 		}
