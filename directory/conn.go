@@ -130,8 +130,8 @@ func (cfg SourceConfig) validate() error {
 	} else {
 		if cfg.BindDN == "" {
 			bad("BindDN", "is required (or a ClientCert)")
-		} else if _, err := ldap.ParseDN(cfg.BindDN); err != nil {
-			bad("BindDN", "%q is not a DN: %v", cfg.BindDN, err)
+		} else if _, err := ldap.ParseDN(cfg.BindDN); err != nil && !isUPN(cfg.BindDN) {
+			bad("BindDN", "%q is neither a DN nor a user principal name (user@domain, which Active Directory accepts): %v", cfg.BindDN, err)
 		}
 		if cfg.BindPassword == "" {
 			// go-ldap would send an unauthenticated bind, which servers
@@ -446,4 +446,11 @@ func setup(conn *ldap.Conn, cfg SourceConfig, scheme string, tc *tls.Config) err
 		return fmt.Errorf("bind as %s: %w", cfg.BindDN, err)
 	}
 	return nil
+}
+
+// isUPN reports whether s looks like a user principal name (user@domain),
+// which Active Directory accepts as a simple bind's name.
+func isUPN(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, "=,\\ \t\r\n")
 }

@@ -80,6 +80,8 @@ func TestValidate(t *testing.T) {
 		{"insecure loopback with StartTLS", func(c *SourceConfig) { c.InsecureNoTLS, c.StartTLS = true, true }, ""},
 		{"no bind DN", func(c *SourceConfig) { c.BindDN = "" }, "BindDN:"},
 		{"bad bind DN", func(c *SourceConfig) { c.BindDN = "keystep" }, "BindDN:"},
+		{"bind UPN", func(c *SourceConfig) { c.BindDN = "svc-keystep@corp.example" }, ""},
+		{"bad bind UPN", func(c *SourceConfig) { c.BindDN = "svc keystep@corp.example" }, "BindDN:"},
 		{"empty password", func(c *SourceConfig) { c.BindPassword = "" }, "BindPassword:"},
 		{"client cert", func(c *SourceConfig) { c.ClientCert, c.BindDN, c.BindPassword = cert, "", "" }, ""},
 		{"client cert and password", func(c *SourceConfig) { c.ClientCert = cert }, "BindPassword:"},

@@ -92,10 +92,12 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 		}
 		// DirSync first takes the server's cookie, so that what changes
 		// during the full sync is seen by the next poll.
+		fresh := false // the cookie was just taken: a full sync must follow
 		if mode == ModeDirSync {
 			cookie, err := s.loadCookie(ctx, ModeDirSync)
 			if err == nil && cookie == nil {
 				_, err = s.dirSync(ctx)
+				fresh = true
 			}
 			if err != nil {
 				if err := fail(err); err != nil {
@@ -107,6 +109,7 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 		// A restart with a cookie and a recent full sync resumes the
 		// incremental sync where it stopped.
 		wait, resume := s.resumable(ctx, mode)
+		resume = resume && !fresh
 		guarded := false
 		if !resume {
 			rep, err := s.FullSync(ctx, SyncOptions{ConfirmRemovals: int(s.confirmRemovals.Swap(0))})
