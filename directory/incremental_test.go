@@ -298,3 +298,38 @@ func BenchmarkOffboardingLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
 }
+
+// TestSyncreplGroupScope: memberOf changes are not replicated, so the
+// sync follows the scope group's entry: a member leaving the group is
+// removed through the full sync the group's change starts, and a member
+// joining gets an account.
+func TestSyncreplGroupScope(t *testing.T) {
+	srv := slapdtest.Start(t, slapdtest.Options{LDIF: slapdtest.UsersLDIF(10, "people")})
+	var members []string
+	for i := 1; i <= 5; i++ {
+		members = append(members, people(fmt.Sprintf("user%06d", i)))
+	}
+	group := srv.AddGroup(t, "keystep-users", members)
+	e := newSyncEnv(t, srv, func(c *SourceConfig) { c.Group = group; c.MaxRemovals = 0.5 })
+	r := e.run()
+	if err := awaitCh(t, "the first full sync", r.full); err != nil {
+		t.Fatal(err)
+	}
+	awaitCh(t, "syncrepl to follow", r.following)
+	gone := e.account("user000002").ID
+	srv.RemoveMember(t, group, people("user000002"))
+	if err := awaitCh(t, "the full sync the group's change starts", r.full); err != nil {
+		t.Fatal(err)
+	}
+	if e.state(gone) != flows.AccountRemoved {
+		t.Errorf("a member who left the group: %s", e.state(gone))
+	}
+	awaitCh(t, "syncrepl to follow again", r.following)
+	srv.AddMember(t, group, people("user000009"))
+	if err := awaitCh(t, "the next full sync", r.full); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.account("user000009"); a.State != flows.AccountActive {
+		t.Errorf("a member who joined: %+v", a)
+	}
+}
