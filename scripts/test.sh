@@ -140,6 +140,8 @@ log "go test -race"
 go test -race -count=1 -timeout 20m ./...
 
 log "benchmarks, once each"
-go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m ./... >/dev/null
+# (the directory benchmark on 10,000 users instead of 100,000: this run only checks it works)
+KEYSTEP_BENCH_DIRECTORY_USERS=${KEYSTEP_BENCH_DIRECTORY_USERS:-10000} \
+	go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m ./... >/dev/null
 
 log "all tests passed"
