@@ -14,20 +14,17 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +34,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+
+	"github.com/keystep/keystep/internal/daemontest"
 )
 
 // EnvDSN names the environment variable that points the tests at an
@@ -199,11 +198,9 @@ func randomSuffix() string {
 
 // server is a private PostgreSQL cluster, child of the test binary.
 type server struct {
-	dir  string // temporary directory: data/, the socket, owned by the server's user
-	dsn  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	log  *tailBuffer
+	dir    string // temporary directory: data/, the socket, owned by the server's user
+	dsn    string
+	daemon daemontest.Daemon
 }
 
 // findBin returns the directory holding initdb and postgres.
@@ -300,124 +297,44 @@ func startServer() (_ *server, err error) {
 	}
 
 	s := &server{
-		dir:  dir,
-		dsn:  fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres sslmode=disable", dir),
-		done: make(chan struct{}),
-		log:  &tailBuffer{max: 64 << 10},
+		dir: dir,
+		dsn: fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres sslmode=disable", dir),
 	}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", "5432",
-		"-c", "listen_addresses=",
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
-		"-c", "max_connections=300",
-		"-c", "shared_buffers=64MB",
-		"-c", "lc_messages=C",
-		"-c", "logging_collector=off",
-		"-c", "log_min_error_statement=panic",
-	)
-	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), "LC_ALL=C")
-	// Should the test binary die without Main's cleanup, the server gets
-	// SIGQUIT (immediate shutdown) instead of living on.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	stderr, err := s.cmd.StderrPipe()
+	err = s.daemon.Start(daemontest.Spec{
+		Name: "postgres",
+		Path: filepath.Join(bin, "postgres"),
+		Args: []string{"-D", data, "-k", dir, "-p", "5432",
+			"-c", "listen_addresses=",
+			"-c", "fsync=off",
+			"-c", "synchronous_commit=off",
+			"-c", "full_page_writes=off",
+			"-c", "max_connections=300",
+			"-c", "shared_buffers=64MB",
+			"-c", "lc_messages=C",
+			"-c", "logging_collector=off",
+			"-c", "log_min_error_statement=panic",
+		},
+		Dir:       dir,
+		Env:       append(os.Environ(), "LC_ALL=C"),
+		Log:       daemontest.NewLog(64 << 10),
+		ReadyLine: "database system is ready to accept connections",
+		Timeout:   startTimeout,
+		// Should the test binary die without Main's cleanup, the server gets
+		// SIGQUIT (immediate shutdown) instead of living on.
+		DeathSignal: syscall.SIGQUIT,
+		Credential:  cred,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres stderr: %w", err)
+		return nil, err
 	}
-	s.cmd.Stdout = s.log
-	// Pdeathsig follows the thread that started the child; keep it on one
-	// the runtime will not retire while the child starts.
-	runtime.LockOSThread()
-	err = s.cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	ready := make(chan struct{})
-	go s.watch(stderr, ready)
-
-	select {
-	case <-ready:
-		return s, nil
-	case <-s.done:
-		return nil, fmt.Errorf("postgres exited before it was ready: %v\n%s", s.cmd.ProcessState, s.log.String())
-	case <-time.After(startTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		return nil, fmt.Errorf("postgres not ready after %s:\n%s", startTimeout, s.log.String())
-	}
-}
-
-// watch copies the server's log into the tail buffer, closes ready when the
-// server says it accepts connections, and closes done when it has exited.
-func (s *server) watch(stderr io.Reader, ready chan struct{}) {
-	const readyLine = "database system is ready to accept connections"
-	var line bytes.Buffer
-	signalled := false
-	buf := make([]byte, 4096)
-	for {
-		n, err := stderr.Read(buf)
-		chunk := buf[:n]
-		_, _ = s.log.Write(chunk)
-		if !signalled {
-			line.Write(chunk)
-			if bytes.Contains(line.Bytes(), []byte(readyLine)) {
-				signalled = true
-				close(ready)
-				line = bytes.Buffer{}
-			} else if i := bytes.LastIndexByte(line.Bytes(), '\n'); i >= 0 && line.Len() > 1<<16 {
-				line.Next(i + 1) // keep only the unfinished line
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	_ = s.cmd.Wait()
-	close(s.done)
+	return s, nil
 }
 
 // stop shuts the server down (fast shutdown) and removes its directory.
 func (s *server) stop() error {
-	select {
-	case <-s.done:
-	default:
-		if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
-			return fmt.Errorf("stop postgres: %w", err)
-		}
-		select {
-		case <-s.done:
-		case <-time.After(time.Minute):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-	}
+	s.daemon.Stop(syscall.SIGINT, time.Minute)
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("remove %s: %w", s.dir, err)
 	}
 	return nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }

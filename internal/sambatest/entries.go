@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	"unicode/utf16"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/keystep/keystep/internal/ldaptest"
 )
 
 // userAccountControl bits.
@@ -113,54 +114,13 @@ func (s *Server) ConnAs(t testing.TB, user, password string) *ldap.Conn {
 // invalidCredentials (with AD's data code in the message: 52e wrong
 // password, 533 disabled, 701 expired, 775 locked) otherwise.
 func (s *Server) CheckBind(user, password string) error {
-	c, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(s.TLSConfig()))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Bind(user, password)
+	return s.admin().CheckBind(user, password)
 }
 
-// admin opens an Administrator connection for one helper call; the caller
-// closes it.
-func (s *Server) admin(t testing.TB) *ldap.Conn {
-	t.Helper()
-	c, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(s.TLSConfig()))
-	if err != nil {
-		t.Fatalf("sambatest: dial %s: %v", s.LDAPSURL, err)
-	}
-	if err := c.Bind(s.AdminUPN, s.AdminPassword); err != nil {
-		_ = c.Close()
-		t.Fatalf("sambatest: bind as %s: %v", s.AdminUPN, err)
-	}
-	return c
-}
-
-func (s *Server) add(t testing.TB, dn string, vals map[string][]string) {
-	t.Helper()
-	names := make([]string, 0, len(vals))
-	for name := range vals {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	req := ldap.NewAddRequest(dn, nil)
-	for _, name := range names {
-		req.Attribute(name, vals[name])
-	}
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Add(req); err != nil {
-		t.Fatalf("sambatest: add %s: %v", dn, err)
-	}
-}
-
-func (s *Server) modify(t testing.TB, req *ldap.ModifyRequest) {
-	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Modify(req); err != nil {
-		t.Fatalf("sambatest: modify %s: %v", req.DN, err)
-	}
+// admin writes and reads as the Administrator over LDAPS, one connection a
+// call.
+func (s *Server) admin() *ldaptest.Admin {
+	return &ldaptest.Admin{Name: "sambatest", URL: s.LDAPSURL, TLS: s.TLSConfig(), DN: s.AdminUPN, Password: s.AdminPassword}
 }
 
 // AddUser adds an enabled user (userAccountControl 512, password
@@ -177,22 +137,13 @@ func (s *Server) AddUser(t testing.TB, sam string, attrs map[string][]string) (d
 func (s *Server) AddUserIn(t testing.TB, parentDN, sam string, attrs map[string][]string) (dn, objectGUID string) {
 	t.Helper()
 	dn = "CN=" + ldap.EscapeDN(sam) + "," + parentDN
-	vals := map[string][]string{
+	s.admin().Add(t, dn, ldaptest.Override(map[string][]string{
 		"objectClass":        {"top", "person", "organizationalPerson", "user"},
 		"sAMAccountName":     {sam},
 		"userPrincipalName":  {sam + "@" + DNSDomain},
 		"unicodePwd":         {EncodePassword(UserPassword)},
 		"userAccountControl": {strconv.Itoa(UACNormalAccount)},
-	}
-	for name, v := range attrs {
-		for have := range vals {
-			if strings.EqualFold(have, name) {
-				delete(vals, have)
-			}
-		}
-		vals[name] = v
-	}
-	s.add(t, dn, vals)
+	}, attrs))
 	return dn, s.ObjectGUID(t, dn)
 }
 
@@ -200,7 +151,7 @@ func (s *Server) AddUserIn(t testing.TB, parentDN, sam string, attrs map[string]
 func (s *Server) AddOU(t testing.TB, name string) string {
 	t.Helper()
 	dn := "OU=" + ldap.EscapeDN(name) + "," + s.BaseDN
-	s.add(t, dn, map[string][]string{"objectClass": {"top", "organizationalUnit"}, "ou": {name}})
+	s.admin().Add(t, dn, map[string][]string{"objectClass": {"top", "organizationalUnit"}, "ou": {name}})
 	return dn
 }
 
@@ -209,7 +160,7 @@ func (s *Server) AddOU(t testing.TB, name string) string {
 func (s *Server) AddGroup(t testing.TB, name string) (dn, objectGUID string) {
 	t.Helper()
 	dn = "CN=" + ldap.EscapeDN(name) + "," + s.UsersDN
-	s.add(t, dn, map[string][]string{
+	s.admin().Add(t, dn, map[string][]string{
 		"objectClass":    {"top", "group"},
 		"sAMAccountName": {name},
 		"groupType":      {"-2147483646"}, // global, security
@@ -221,45 +172,27 @@ func (s *Server) AddGroup(t testing.TB, name string) (dn, objectGUID string) {
 // the member's memberOf.
 func (s *Server) AddToGroup(t testing.TB, groupDN, memberDN string) {
 	t.Helper()
-	req := ldap.NewModifyRequest(groupDN, nil)
-	req.Add("member", []string{memberDN})
-	s.modify(t, req)
+	s.admin().AddMember(t, groupDN, memberDN)
 }
 
 // RemoveFromGroup removes memberDN from the group groupDN.
 func (s *Server) RemoveFromGroup(t testing.TB, groupDN, memberDN string) {
 	t.Helper()
-	req := ldap.NewModifyRequest(groupDN, nil)
-	req.Delete("member", []string{memberDN})
-	s.modify(t, req)
+	s.admin().RemoveMember(t, groupDN, memberDN)
 }
 
 // Modify replaces the attributes of dn with the given values; an attribute
 // given no values is removed.
 func (s *Server) Modify(t testing.TB, dn string, replace map[string][]string) {
 	t.Helper()
-	names := make([]string, 0, len(replace))
-	for name := range replace {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	req := ldap.NewModifyRequest(dn, nil)
-	for _, name := range names {
-		req.Replace(name, replace[name])
-	}
-	s.modify(t, req)
+	s.admin().Replace(t, dn, replace)
 }
 
 // Move moves dn under newParentDN, keeping its RDN, and returns the new DN.
 func (s *Server) Move(t testing.TB, dn, newParentDN string) string {
 	t.Helper()
 	rdn, _, _ := strings.Cut(dn, ",") // test RDNs have no escaped commas
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.ModifyDN(ldap.NewModifyDNRequest(dn, rdn, true, newParentDN)); err != nil {
-		t.Fatalf("sambatest: move %s under %s: %v", dn, newParentDN, err)
-	}
-	return rdn + "," + newParentDN
+	return s.admin().Rename(t, dn, rdn, newParentDN)
 }
 
 // SetPassword sets dn's password (as the Administrator: a reset, not a
@@ -268,7 +201,7 @@ func (s *Server) SetPassword(t testing.TB, dn, password string) {
 	t.Helper()
 	req := ldap.NewModifyRequest(dn, nil)
 	req.Replace("unicodePwd", []string{EncodePassword(password)})
-	s.modify(t, req)
+	s.admin().Modify(t, req)
 }
 
 // UserAccountControl returns dn's userAccountControl.
@@ -314,28 +247,14 @@ func (s *Server) SetAccountExpires(t testing.TB, dn string, when time.Time) {
 // Deleted control (1.2.840.113556.1.4.417) finds under CN=Deleted Objects.
 func (s *Server) Delete(t testing.TB, dn string) {
 	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
-		t.Fatalf("sambatest: delete %s: %v", dn, err)
-	}
+	s.admin().Delete(t, dn)
 }
 
 // Entry reads dn as the Administrator with the given attributes (all user
 // attributes when none are given).
 func (s *Server) Entry(t testing.TB, dn string, attrs ...string) *ldap.Entry {
 	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		0, 0, false, "(objectClass=*)", attrs, nil))
-	if err != nil {
-		t.Fatalf("sambatest: read %s: %v", dn, err)
-	}
-	if len(res.Entries) != 1 {
-		t.Fatalf("sambatest: read %s: %d entries", dn, len(res.Entries))
-	}
-	return res.Entries[0]
+	return s.admin().Entry(t, dn, attrs...)
 }
 
 // ObjectGUID returns dn's objectGUID in text form.

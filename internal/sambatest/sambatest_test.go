@@ -199,8 +199,19 @@ func TestDomainController(t *testing.T) {
 		t.Errorf("tombstone: %s %v", tomb[0].DN, tomb[0].Attributes)
 	}
 
+	// Move keeps the objectGUID.
+	ou := s.AddOU(t, "moved")
+	mover, moverGUID := s.AddUser(t, "mover", nil)
+	if got := s.Move(t, mover, ou); got != "CN=mover,"+ou || s.ObjectGUID(t, got) != moverGUID {
+		t.Errorf("Move = %s", got)
+	}
+
 	// Restart keeps the data; the DirSync cookie still works.
+	pid := s.PID()
 	s.Restart(t)
+	if s.PID() == 0 || s.PID() == pid {
+		t.Errorf("PID after Restart = %d (was %d)", s.PID(), pid)
+	}
 	if err := s.CheckBind(s.AdminUPN, s.AdminPassword); err != nil {
 		t.Fatalf("bind after Restart: %v", err)
 	}

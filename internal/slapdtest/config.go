@@ -41,6 +41,11 @@ const (
 	// "locked by an administrator until unlocked".
 	PermanentLockTime = "000001010000Z"
 
+	// ClientCertSubject is the subject DN of the client certificate that
+	// Start issues; slapd maps it to SyncDN for SASL EXTERNAL binds.
+	ClientCertSubject = "cn=" + clientCertCN
+	clientCertCN      = "keystep-sync"
+
 	// RelaxControlOID is the Relax Rules control, which lets the rootdn
 	// write NO-USER-MODIFICATION attributes that slapd marks manageable,
 	// such as pwdAccountLockedTime.

@@ -1,11 +1,11 @@
 package slapdtest
 
 import (
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/keystep/keystep/internal/ldaptest"
 )
 
 // AddUser adds the inetOrgPerson uid=UID under ou ("people", "ou=staff" or
@@ -15,77 +15,27 @@ import (
 func (s *Server) AddUser(t testing.TB, uid, ou string, attrs map[string][]string) (dn, entryUUID string) {
 	t.Helper()
 	dn = UserDN(uid, ou)
-	vals := map[string][]string{
+	s.admin().Add(t, dn, ldaptest.Override(map[string][]string{
 		"objectClass":  {"inetOrgPerson"},
 		"uid":          {uid},
 		"cn":           {uid},
 		"sn":           {uid},
 		"userPassword": {UserPassword},
-	}
-	for name, v := range attrs {
-		for have := range vals {
-			if strings.EqualFold(have, name) {
-				delete(vals, have)
-			}
-		}
-		vals[name] = v
-	}
-	s.add(t, dn, vals)
+	}, attrs))
 	return dn, s.EntryUUID(t, dn)
-}
-
-// add adds an entry with the attributes in a stable order.
-func (s *Server) add(t testing.TB, dn string, vals map[string][]string) {
-	t.Helper()
-	names := make([]string, 0, len(vals))
-	for name := range vals {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	req := ldap.NewAddRequest(dn, nil)
-	for _, name := range names {
-		req.Attribute(name, vals[name])
-	}
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Add(req); err != nil {
-		t.Fatalf("slapdtest: add %s: %v", dn, err)
-	}
 }
 
 // Modify replaces the attributes of dn with the given values; an attribute
 // given no values is removed.
 func (s *Server) Modify(t testing.TB, dn string, replace map[string][]string) {
 	t.Helper()
-	req := ldap.NewModifyRequest(dn, nil)
-	names := make([]string, 0, len(replace))
-	for name := range replace {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		req.Replace(name, replace[name])
-	}
-	s.modify(t, req)
-}
-
-func (s *Server) modify(t testing.TB, req *ldap.ModifyRequest) {
-	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Modify(req); err != nil {
-		t.Fatalf("slapdtest: modify %s: %v", req.DN, err)
-	}
+	s.admin().Replace(t, dn, replace)
 }
 
 // Delete deletes the entry dn (it must have no children).
 func (s *Server) Delete(t testing.TB, dn string) {
 	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
-		t.Fatalf("slapdtest: delete %s: %v", dn, err)
-	}
+	s.admin().Delete(t, dn)
 }
 
 // Rename renames dn to newRDN (e.g. "uid=new") and, when newSuperior is not
@@ -97,47 +47,19 @@ func (s *Server) Rename(t testing.TB, dn, newRDN, newSuperior string) string {
 	if newSuperior != "" {
 		parent = ouDN(newSuperior)
 	}
-	c := s.admin(t)
-	defer c.Close()
-	if err := c.ModifyDN(ldap.NewModifyDNRequest(dn, newRDN, true, parent)); err != nil {
-		t.Fatalf("slapdtest: rename %s to %s under %q: %v", dn, newRDN, parent, err)
-	}
-	if parent == "" {
-		_, parent, _ = strings.Cut(dn, ",") // RDN values in tests have no escaped commas
-	}
-	return newRDN + "," + parent
+	return s.admin().Rename(t, dn, newRDN, parent)
 }
 
 // Entry reads dn as AdminDN with every user and operational attribute.
 func (s *Server) Entry(t testing.TB, dn string) *ldap.Entry {
 	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		0, 0, false, "(objectClass=*)", []string{"*", "+"}, nil))
-	if err != nil {
-		t.Fatalf("slapdtest: read %s: %v", dn, err)
-	}
-	if len(res.Entries) != 1 {
-		t.Fatalf("slapdtest: read %s: %d entries", dn, len(res.Entries))
-	}
-	return res.Entries[0]
+	return s.admin().Entry(t, dn, "*", "+")
 }
 
 // Exists reports whether dn exists.
 func (s *Server) Exists(t testing.TB, dn string) bool {
 	t.Helper()
-	c := s.admin(t)
-	defer c.Close()
-	_, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
-	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-		return false
-	}
-	if err != nil {
-		t.Fatalf("slapdtest: read %s: %v", dn, err)
-	}
-	return true
+	return s.admin().Exists(t, dn)
 }
 
 // EntryUUID returns the entryUUID of dn.
@@ -159,7 +81,7 @@ func (s *Server) AddGroup(t testing.TB, cn string, members []string) string {
 		t.Fatalf("slapdtest: AddGroup %s: a groupOfNames needs at least one member", cn)
 	}
 	dn := GroupDN(cn)
-	s.add(t, dn, map[string][]string{
+	s.admin().Add(t, dn, map[string][]string{
 		"objectClass": {"groupOfNames"},
 		"cn":          {cn},
 		"member":      members,
@@ -170,18 +92,14 @@ func (s *Server) AddGroup(t testing.TB, cn string, members []string) string {
 // AddMember adds memberDN to the group groupDN.
 func (s *Server) AddMember(t testing.TB, groupDN, memberDN string) {
 	t.Helper()
-	req := ldap.NewModifyRequest(groupDN, nil)
-	req.Add("member", []string{memberDN})
-	s.modify(t, req)
+	s.admin().AddMember(t, groupDN, memberDN)
 }
 
 // RemoveMember removes memberDN from the group groupDN (which must keep at
 // least one member).
 func (s *Server) RemoveMember(t testing.TB, groupDN, memberDN string) {
 	t.Helper()
-	req := ldap.NewModifyRequest(groupDN, nil)
-	req.Delete("member", []string{memberDN})
-	s.modify(t, req)
+	s.admin().RemoveMember(t, groupDN, memberDN)
 }
 
 // relax returns the Relax Rules control, critical: slapd refuses to write
@@ -195,7 +113,7 @@ func (s *Server) LockPermanently(t testing.TB, dn string) {
 	t.Helper()
 	req := ldap.NewModifyRequest(dn, []ldap.Control{relax()})
 	req.Replace("pwdAccountLockedTime", []string{PermanentLockTime})
-	s.modify(t, req)
+	s.admin().Modify(t, req)
 }
 
 // Unlock removes pwdAccountLockedTime and pwdFailureTime from dn, ending a
@@ -205,7 +123,7 @@ func (s *Server) Unlock(t testing.TB, dn string) {
 	req := ldap.NewModifyRequest(dn, []ldap.Control{relax()})
 	req.Replace("pwdAccountLockedTime", nil)
 	req.Replace("pwdFailureTime", nil)
-	s.modify(t, req)
+	s.admin().Modify(t, req)
 }
 
 // FailBinds makes n simple binds as dn with a wrong password, each of
@@ -214,12 +132,7 @@ func (s *Server) Unlock(t testing.TB, dn string) {
 func (s *Server) FailBinds(t testing.TB, dn string, n int) {
 	t.Helper()
 	for i := range n {
-		c, err := ldap.DialURL(s.URL)
-		if err != nil {
-			t.Fatalf("slapdtest: dial %s: %v", s.URL, err)
-		}
-		err = c.Bind(dn, "wrong-password")
-		_ = c.Close()
+		err := s.CheckBind(dn, "wrong-password")
 		if !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 			t.Fatalf("slapdtest: failed bind %d as %s: want invalidCredentials, got %v", i+1, dn, err)
 		}
@@ -243,10 +156,5 @@ func (s *Server) LockByFailedBinds(t testing.TB, dn string) string {
 // bind's error (nil on success); a locked account fails with
 // invalidCredentials.
 func (s *Server) CheckBind(dn, password string) error {
-	c, err := ldap.DialURL(s.URL)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Bind(dn, password)
+	return s.admin().CheckBind(dn, password)
 }

@@ -59,23 +59,22 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/keystep/keystep/internal/daemontest"
+	"github.com/keystep/keystep/internal/ldaptest"
+	"github.com/keystep/keystep/internal/testpki"
 )
 
 // Timeout bounds each wait: for slapadd, for slapd to be ready and for it to
@@ -121,18 +120,9 @@ type Server struct {
 
 	Dir string // the server's directory: slapd.conf, db/, the PEM files
 
-	confFile string
-	args     []string
-	log      *tailBuffer
-
-	mu   sync.Mutex
-	proc *process // the running slapd, or nil
-}
-
-// process is one run of slapd.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once slapd has exited and its stderr is read
+	spec   daemontest.Spec // how to run slapd, on the ports of URL and LDAPSURL
+	log    *daemontest.Log
+	daemon daemontest.Daemon
 }
 
 // Start runs a slapd for the test. See the package doc and Options.
@@ -140,30 +130,26 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	slapd, slapadd := findBinaries(t)
 	dir := t.TempDir()
-	p, err := newPKI(dir)
-	if err != nil {
-		t.Fatalf("slapdtest: make certificates: %v", err)
-	}
-	ports := freePorts(t, 2)
+	ca := testpki.New(t, dir, "keystep slapdtest CA")
+	serverCert := ca.Server(t, "server", "127.0.0.1", "localhost", "::1")
+	clientCert := ca.Client(t, "client", clientCertCN)
 	s := &Server{
-		URL:            "ldap://127.0.0.1:" + strconv.Itoa(ports[0]),
-		LDAPSURL:       "ldaps://127.0.0.1:" + strconv.Itoa(ports[1]),
 		Host:           "127.0.0.1",
 		BaseDN:         BaseDN,
 		AdminDN:        AdminDN,
-		AdminPassword:  "admin-" + randomHex(t, 12),
+		AdminPassword:  "admin-" + rand.Text(),
 		SyncDN:         SyncDN,
-		SyncPassword:   "sync-" + randomHex(t, 12),
-		CAPool:         p.caPool,
-		CAPEM:          p.caPEM,
-		CAFile:         p.caFile,
-		ClientCert:     p.clientCert,
-		ClientCertFile: p.clientCertFile,
-		ClientKeyFile:  p.clientKeyFile,
+		SyncPassword:   "sync-" + rand.Text(),
+		CAPool:         ca.Pool,
+		CAPEM:          ca.PEM,
+		CAFile:         ca.File,
+		ClientCert:     clientCert.TLS,
+		ClientCertFile: clientCert.CertFile,
+		ClientKeyFile:  clientCert.KeyFile,
 		Dir:            dir,
-		confFile:       filepath.Join(dir, "slapd.conf"),
-		log:            &tailBuffer{max: 256 << 10},
+		log:            daemontest.NewLog(256 << 10),
 	}
+	confFile := filepath.Join(dir, "slapd.conf")
 	dbDir := filepath.Join(dir, "db")
 	if err := os.Mkdir(dbDir, 0o700); err != nil {
 		t.Fatalf("slapdtest: %v", err)
@@ -171,7 +157,7 @@ func Start(t testing.TB, opts Options) *Server {
 	var conf bytes.Buffer
 	if err := writeConf(&conf, confData{
 		Dir: dir, DBDir: dbDir,
-		CAFile: p.caFile, CertFile: p.serverCertFile, KeyFile: p.serverKeyFile,
+		CAFile: ca.File, CertFile: serverCert.CertFile, KeyFile: serverCert.KeyFile,
 		AdminPassword: s.AdminPassword,
 		BaseDN:        BaseDN, AdminDN: AdminDN, SyncDN: SyncDN,
 		DefaultPolicyDN: DefaultPolicyDN,
@@ -179,7 +165,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}); err != nil {
 		t.Fatalf("slapdtest: slapd.conf: %v", err)
 	}
-	if err := os.WriteFile(s.confFile, conf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(confFile, conf.Bytes(), 0o600); err != nil {
 		t.Fatalf("slapdtest: %v", err)
 	}
 
@@ -197,12 +183,11 @@ func Start(t testing.TB, opts Options) *Server {
 		defer f.Close()
 		readers = append(readers, f)
 	}
-	add := exec.Command(slapadd, "-q", "-w", "-f", s.confFile)
+	add := exec.Command(slapadd, "-q", "-w", "-f", confFile)
 	add.Stdin = io.MultiReader(readers...)
-	var addOut tailBuffer
-	addOut.max = 64 << 10
-	add.Stdout, add.Stderr = &addOut, &addOut
-	if err := runBounded(add, Timeout); err != nil {
+	addOut := daemontest.NewLog(64 << 10)
+	add.Stdout, add.Stderr = addOut, addOut
+	if err := daemontest.Run(add, Timeout); err != nil {
 		t.Fatalf("slapdtest: slapadd: %v\n%s", err, addOut.String())
 	}
 
@@ -219,7 +204,21 @@ func Start(t testing.TB, opts Options) *Server {
 	// The ports were free when freePorts looked; should another process
 	// take one before slapd binds it, try new ones.
 	for attempt := 1; ; attempt++ {
-		s.args = []string{slapd, "-f", s.confFile, "-h", s.URL + "/ " + s.LDAPSURL + "/", "-d", level}
+		ports := freePorts(t, 2)
+		ldapAddr := net.JoinHostPort(s.Host, strconv.Itoa(ports[0]))
+		ldapsAddr := net.JoinHostPort(s.Host, strconv.Itoa(ports[1]))
+		s.URL, s.LDAPSURL = "ldap://"+ldapAddr, "ldaps://"+ldapsAddr
+		s.spec = daemontest.Spec{
+			Name: "slapd",
+			Path: slapd,
+			Args: []string{"-f", confFile, "-h", s.URL + "/ " + s.LDAPSURL + "/", "-d", level},
+			Dir:  dir,
+			Log:  s.log,
+			// slapd prints this just before its listener threads call
+			// listen(), and nothing after it: probe the ports too.
+			ReadyLine: "slapd starting",
+			Listen:    []string{ldapAddr, ldapsAddr},
+		}
 		err := s.start()
 		if err == nil {
 			return s
@@ -227,9 +226,6 @@ func Start(t testing.TB, opts Options) *Server {
 		if attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
 			t.Fatalf("slapdtest: %v", err)
 		}
-		ports = freePorts(t, 2)
-		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(ports[0])
-		s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(ports[1])
 	}
 }
 
@@ -248,164 +244,27 @@ func ensureBlankLine(s string) string {
 
 // start runs slapd and waits until it accepts connections on both ports.
 func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		return errors.New("slapd is already running")
-	}
-	cmd := exec.Command(s.args[0], s.args[1:]...)
-	cmd.Dir = s.Dir
-	// Should the test binary die without its cleanups, slapd dies too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stdout = s.log
-	// Pdeathsig follows the thread that started the child; keep it on one
-	// the runtime will not retire while the child starts.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		return fmt.Errorf("start slapd: %w", err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go s.watch(p, stderr, ready)
-
-	timer := time.NewTimer(Timeout)
-	defer timer.Stop()
-	select {
-	case <-ready:
-	case <-p.done:
-		return fmt.Errorf("slapd exited before it was ready (%v):\n%s", cmd.ProcessState, s.log.String())
-	case <-timer.C:
-		_ = cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("slapd not ready after %v:\n%s", Timeout, s.log.String())
-	}
-	// slapd prints "slapd starting" just before its listener threads call
-	// listen(); no line follows that, so probe the ports.
-	deadline := time.Now().Add(Timeout)
-	for _, u := range []string{s.URL, s.LDAPSURL} {
-		addr := strings.TrimPrefix(strings.TrimPrefix(u, "ldaps://"), "ldap://")
-		if err := waitListening(addr, deadline, p.done); err != nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-			return fmt.Errorf("slapd: %s: %v\n%s", u, err, s.log.String())
-		}
-	}
-	s.proc = p
-	return nil
-}
-
-// waitListening connects to addr until it succeeds, the deadline passes or
-// exited is closed, with a short backoff between tries.
-func waitListening(addr string, deadline time.Time, exited <-chan struct{}) error {
-	backoff := 2 * time.Millisecond
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not accepting connections: %w", err)
-		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-exited:
-			timer.Stop()
-			return errors.New("slapd exited")
-		case <-timer.C:
-		}
-		backoff = min(2*backoff, 100*time.Millisecond)
-	}
-}
-
-// watch copies slapd's stderr into the log, closes ready at "slapd
-// starting", and closes p.done once slapd has exited.
-func (s *Server) watch(p *process, stderr io.Reader, ready chan struct{}) {
-	const readyLine = "slapd starting"
-	var line []byte
-	signalled := false
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := stderr.Read(buf)
-		chunk := buf[:n]
-		_, _ = s.log.Write(chunk)
-		if !signalled {
-			line = append(line, chunk...)
-			if bytes.Contains(line, []byte(readyLine)) {
-				signalled = true
-				close(ready)
-				line = nil
-			} else if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-				line = append(line[:0], line[i+1:]...) // keep only the unfinished line
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	_ = p.cmd.Wait()
-	close(p.done)
+	spec := s.spec
+	spec.Timeout = Timeout
+	return s.daemon.Start(spec)
 }
 
 // PID returns the process ID of the running slapd, or 0 when it is not
 // running.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return 0
-	}
-	return s.proc.cmd.Process.Pid
-}
+func (s *Server) PID() int { return s.daemon.PID() }
 
 // Running reports whether slapd runs (it has been started and has not been
 // stopped or killed, nor exited on its own).
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return false
-	}
-	select {
-	case <-s.proc.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.daemon.Running() }
 
 // Kill sends slapd SIGKILL and waits for it to exit. It does nothing when
 // slapd is not running. The database survives (mdb is crash-safe), as does
 // the contextCSN, which syncprov checkpoints after every write.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+func (s *Server) Kill() { s.daemon.Stop(syscall.SIGKILL, Timeout) }
 
 // Stop sends slapd SIGTERM and waits for it to shut down; it kills slapd if
 // that takes longer than Timeout. It does nothing when slapd is not running.
-func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
-
-func (s *Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.proc
-	if p == nil {
-		return
-	}
-	s.proc = nil
-	_ = p.cmd.Process.Signal(sig)
-	timer := time.NewTimer(Timeout)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-	case <-timer.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (s *Server) Stop() { s.daemon.Stop(syscall.SIGTERM, Timeout) }
 
 // Restart stops slapd (SIGTERM) if it runs and starts it again on the same
 // ports with the same database, so syncrepl cookies stay valid. It fails
@@ -475,36 +334,20 @@ func (s *Server) ConnAs(t testing.TB, dn, password string) *ldap.Conn {
 	return c
 }
 
-// admin opens a plain-LDAP admin connection for one helper call; the
-// caller closes it.
-func (s *Server) admin(t testing.TB) *ldap.Conn {
-	t.Helper()
-	c, err := ldap.DialURL(s.URL)
-	if err != nil {
-		t.Fatalf("slapdtest: dial %s: %v", s.URL, err)
-	}
-	if err := c.Bind(s.AdminDN, s.AdminPassword); err != nil {
-		_ = c.Close()
-		t.Fatalf("slapdtest: bind as %s: %v", s.AdminDN, err)
-	}
-	return c
+// admin writes and reads as AdminDN over plain LDAP, one connection a call.
+func (s *Server) admin() *ldaptest.Admin {
+	return &ldaptest.Admin{Name: "slapdtest", URL: s.URL, DN: s.AdminDN, Password: s.AdminPassword}
 }
 
 // findBinaries returns the paths of slapd and slapadd, or fails t.
 func findBinaries(t testing.TB) (slapd, slapadd string) {
 	t.Helper()
 	find := func(name string) string {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+		p, err := daemontest.LookPath(name, "/usr/sbin", "/usr/local/sbin", "/usr/local/libexec")
+		if err != nil {
+			t.Fatalf("slapdtest: %v: %s", err, InstallHint)
 		}
-		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/local/libexec"} {
-			p := filepath.Join(dir, name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-				return p
-			}
-		}
-		t.Fatalf("slapdtest: %s not found in PATH or /usr/sbin: %s", name, InstallHint)
-		return ""
+		return p
 	}
 	slapd = find("slapd")
 	slapadd = find("slapadd")
@@ -535,58 +378,4 @@ func freePorts(t testing.TB, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
-}
-
-// runBounded runs cmd, killing it if it takes longer than d.
-func runBounded(cmd *exec.Cmd, d time.Duration) error {
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-timer.C:
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("killed after %v", d)
-	}
-}
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("slapdtest: random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 2*t.max { // trim now and then, not on every write
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.b) > t.max {
-		return string(t.b[len(t.b)-t.max:])
-	}
-	return string(t.b)
 }

@@ -19,17 +19,12 @@ package smtptest
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	_ "embed" // the server script
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/mail"
 	"os"
@@ -41,6 +36,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keystep/keystep/internal/testpki"
 )
 
 //go:embed smtpd.py
@@ -136,9 +133,10 @@ func StartMode(t testing.TB, mode Mode) *Server {
 	args := []string{scriptPath, "--host", s.Host, "--mode", string(mode),
 		"--maildir", s.Dir, "--username", s.Username}
 	if mode != NoTLS {
-		cert, key, pool := makeCert(t, tmp)
-		s.CAPool, s.CAFile = pool, filepath.Join(tmp, "ca.crt")
-		args = append(args, "--cert", cert, "--key", key)
+		ca := testpki.New(t, tmp, "keystep smtptest CA")
+		cert := ca.Server(t, "server", "localhost", "127.0.0.1", "::1")
+		s.CAPool, s.CAFile = ca.Pool, ca.File
+		args = append(args, "--cert", cert.CertFile, "--key", cert.KeyFile)
 	}
 
 	cmd := exec.Command(python, args...)
@@ -324,74 +322,6 @@ func lastLine(out []byte, err error) string {
 		return l
 	}
 	return err.Error()
-}
-
-// makeCert writes a certificate for 127.0.0.1, ::1 and localhost, signed by a
-// fresh CA, to dir; it returns the cert and key paths and a pool with the CA.
-func makeCert(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	fail := func(err error) {
-		t.Helper()
-		t.Fatalf("smtptest: make test certificate: %v", err)
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		fail(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "keystep smtptest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		fail(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		fail(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		fail(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		fail(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		fail(err)
-	}
-	certFile = filepath.Join(dir, "server.crt")
-	keyFile = filepath.Join(dir, "server.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600); err != nil {
-		fail(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		fail(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		fail(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(ca)
-	return certFile, keyFile, pool
 }
 
 func randomHex(t testing.TB, n int) string {

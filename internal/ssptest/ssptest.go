@@ -55,6 +55,8 @@ import (
 	"time"
 
 	"github.com/crewjam/saml"
+
+	"github.com/keystep/keystep/internal/daemontest"
 )
 
 // DefaultDir is where Debian's simplesamlphp package installs SimpleSAMLphp.
@@ -288,21 +290,9 @@ func Start(t testing.TB, o Options) *SP {
 	}
 
 	// The "started" line comes once the server listens; still, check that
-	// the port accepts connections, polling until the deadline.
-	for {
-		c, err := net.DialTimeout("tcp", host, time.Second)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ssptest: %s does not accept connections after %v: %v\n%s", host, Timeout, err, out.String())
-		}
-		select {
-		case <-exited:
-			t.Fatalf("ssptest: php -S exited:\n%s", out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
+	// the port accepts connections.
+	if err := daemontest.WaitListening(host, deadline, exited); err != nil {
+		t.Fatalf("ssptest: php -S on %s: %v\n%s", host, err, out.String())
 	}
 	return s
 }
