@@ -1176,7 +1176,7 @@ func (x *HealthStatus) GetDeviceApiUrl() string {
 // it was, so that the host SDK returns the same Go error flows does.
 type ErrorInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`                                        // suspended, removed, no_device, rate_limited, locked, expired, not_found, invalid, ...
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`                                        // suspended, removed, no_device, rate_limited, locked, expired, not_found, invalid, directory_unavailable, ...
 	RetryAfterMs  int64                  `protobuf:"varint,2,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"` // for rate_limited
 	What          string                 `protobuf:"bytes,3,opt,name=what,proto3" json:"what,omitempty"`                                        // for rate_limited: what was limited
 	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`       // for locked (unset: until an admin unlocks)
