@@ -74,7 +74,7 @@ func (s *Source) fullSync(ctx context.Context, opt SyncOptions) (RunReport, erro
 
 	// Read: pages come from one goroutine while this one plans the one
 	// before, so reading and writing overlap; at most two pages are held.
-	conn, url, err := dial(ctx, s.cfg)
+	conn, url, err := dialPaged(ctx, s.cfg)
 	if err != nil {
 		return rep, fmt.Errorf("directory %s: %w", name, err)
 	}
@@ -154,33 +154,11 @@ func (s *Source) fullSync(ctx context.Context, opt SyncOptions) (RunReport, erro
 	return rep, nil
 }
 
-// readPages runs the paged search and sends each page on out.
-func (s *Source) readPages(ctx context.Context, conn *ldap.Conn, out chan<- []*ldap.Entry) error {
-	paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
-	req := ldap.NewSearchRequest(s.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
-		int(s.cfg.Timeout/time.Second), false, s.filter, s.mapper.attributes(), []ldap.Control{paging})
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		res, err := conn.Search(req)
-		if err != nil {
-			return err
-		}
-		select {
-		case out <- res.Entries:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		c, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if c == nil {
-			return nil // the server does not page: that was everything
-		}
-		if len(c.Cookie) == 0 {
-			return nil
-		}
-		paging.SetCookie(c.Cookie)
-	}
+// readPages runs the paged search of the source's users and sends each
+// page on out.
+func (s *Source) readPages(ctx context.Context, conn *pagedConn, out chan<- []*ldap.Entry) error {
+	return conn.search(ctx, pagedSearch{baseDN: s.cfg.BaseDN, filter: s.filter, attributes: s.mapper.attributes(),
+		pageSize: s.cfg.PageSize, timeLimit: s.cfg.Timeout}, out)
 }
 
 // planPage maps a page, marks its known entries seen, and stages those
@@ -407,16 +385,25 @@ func (s *Source) Test(ctx context.Context, sample int) (TestReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
 	}
-	defer conn.Close()
 	rep.Server = url
-	if rep.Mode, err = s.detectMode(conn); err != nil {
+	rep.Mode, err = s.detectMode(conn)
+	conn.Close()
+	if err != nil {
 		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
 	}
+	// The users are read, as the full sync reads them, from the same server.
+	same := s.cfg
+	same.URLs = []string{url}
+	pc, _, err := dialPaged(ctx, same)
+	if err != nil {
+		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
+	}
+	defer pc.Close()
 	pages := make(chan []*ldap.Entry)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		readErr <- s.readPages(ctx, conn, pages)
+		readErr <- s.readPages(ctx, pc, pages)
 	}()
 	now := s.now()
 	for page := range pages {
