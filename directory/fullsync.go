@@ -72,65 +72,62 @@ func (s *Source) fullSync(ctx context.Context, opt SyncOptions) (RunReport, erro
 		}
 	}()
 
-	// Read: pages come from one goroutine while this one plans the one
-	// before, so reading and writing overlap; at most two pages are held.
-	conn, url, err := dialPaged(ctx, s.cfg)
-	if err != nil {
-		return rep, fmt.Errorf("directory %s: %w", name, err)
-	}
-	defer conn.Close()
-	rep.Server = url
-	pages := make(chan []*ldap.Entry)
-	readErr := make(chan error, 1)
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		defer close(pages)
-		readErr <- s.readPages(rctx, conn, pages)
-	}()
-	for page := range pages {
-		if err := s.planPage(ctx, &rep, page, opt.DryRun); err != nil {
-			stop()
-			for range pages {
-			}
-			return rep, fmt.Errorf("directory %s: %w", name, err)
+	// Plan: read every user, stage what changed and count the accounts
+	// seen. An unchanged sync writes nothing.
+	var plan plan
+	url, err := s.eachPage(ctx, "", func(page []*ldap.Entry) error {
+		if err := s.planPage(ctx, &rep, &plan, page, opt.DryRun); err != nil {
+			return err
 		}
 		if opt.Progress != nil {
 			opt.Progress(Progress{Entries: rep.Entries, Expected: expected, Elapsed: s.now().Sub(rep.Started)})
 		}
-	}
-	if err := <-readErr; err != nil {
-		return rep, fmt.Errorf("directory %s: reading from %s: %w", name, url, err)
-	}
-
-	// Guard.
-	if rep.Entries == 0 {
-		return rep, s.tripGuard(ctx, &rep, "the directory returned no users (check the base DN, the filter and the bind account's rights)")
-	}
-	removals, err := s.countUnseen(ctx, rep.Run)
+		return nil
+	})
+	rep.Server = url
 	if err != nil {
 		return rep, fmt.Errorf("directory %s: %w", name, err)
+	}
+
+	// Guard. The accounts not seen are those to remove: counted first, and
+	// found (by a second read that marks the seen ones) only when there
+	// are any and the guard lets them go.
+	if rep.Entries == 0 {
+		return rep, s.tripGuard(ctx, &rep, "the directory returned no users (check the base DN, the filter and the bind account's rights)")
 	}
 	total, err := s.store.CountDirectoryLinks(ctx, name)
 	if err != nil {
 		return rep, fmt.Errorf("directory %s: %w", name, err)
 	}
-	if limit := s.guardLimit(total); removals > limit && removals > opt.ConfirmRemovals {
-		rep.Removed = removals
-		return rep, s.tripGuard(ctx, &rep, fmt.Sprintf("the sync would remove %d of %d accounts, more than the %d allowed", removals, total, limit))
+	removals := max(total-plan.seenLinked, 0)
+	if err := s.checkGuard(ctx, &rep, removals, total, opt); err != nil {
+		return rep, err
 	}
 	if opt.DryRun {
 		rep.Removed = removals
 		rep.Finished = s.now()
 		return rep, nil
 	}
+	if removals > 0 || plan.seenLinked > total {
+		if _, err := s.eachPage(ctx, url, func(page []*ldap.Entry) error { return s.markPage(ctx, rep.Run, page) }); err != nil {
+			return rep, fmt.Errorf("directory %s: %w", name, err)
+		}
+		if removals, err = s.countUnseen(ctx, rep.Run); err != nil {
+			return rep, fmt.Errorf("directory %s: %w", name, err)
+		}
+		if err := s.checkGuard(ctx, &rep, removals, total, opt); err != nil {
+			return rep, err
+		}
+	}
 
 	// Apply.
 	if err := s.applyStaged(ctx, &rep); err != nil {
 		return rep, fmt.Errorf("directory %s: %w", name, err)
 	}
-	if err := s.removeUnseen(ctx, &rep); err != nil {
-		return rep, fmt.Errorf("directory %s: %w", name, err)
+	if removals > 0 {
+		if err := s.removeUnseen(ctx, &rep); err != nil {
+			return rep, fmt.Errorf("directory %s: %w", name, err)
+		}
 	}
 	rep.Finished = s.now()
 	s.removalsSinceFull = 0
@@ -161,38 +158,110 @@ func (s *Source) readPages(ctx context.Context, conn *pagedConn, out chan<- []*l
 		pageSize: s.cfg.PageSize, timeLimit: s.cfg.Timeout}, out)
 }
 
-// planPage maps a page, marks its known entries seen, and stages those
-// that changed.
-func (s *Source) planPage(ctx context.Context, rep *RunReport, page []*ldap.Entry, dry bool) error {
-	entries, ids, byID, err := s.mapPage(ctx, rep, page)
+// plan is what the first pass of a full sync learnt beyond its report.
+type plan struct {
+	// seenLinked counts the entries seen whose accounts exist and are not
+	// removed: the source's accounts less those, if any, are to go.
+	seenLinked int
+}
+
+// eachPage runs the paged search of the source's users (on url, or the
+// first of the source's URLs that answers when url is empty) and calls fn
+// with each page, in order. Pages come from one goroutine while fn works on
+// the one before, so reading and planning overlap; at most two pages are
+// held. It returns the URL used.
+func (s *Source) eachPage(ctx context.Context, url string, fn func([]*ldap.Entry) error) (string, error) {
+	cfg := s.cfg
+	if url != "" {
+		cfg.URLs = []string{url}
+	}
+	conn, url, err := dialPaged(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	pages := make(chan []*ldap.Entry)
+	readErr := make(chan error, 1)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		defer close(pages)
+		readErr <- s.readPages(rctx, conn, pages)
+	}()
+	for page := range pages {
+		if err := fn(page); err != nil {
+			stop()
+			for range pages {
+			}
+			<-readErr
+			return url, err
+		}
+	}
+	if err := <-readErr; err != nil {
+		return url, fmt.Errorf("reading from %s: %w", url, err)
+	}
+	return url, nil
+}
+
+// checkGuard stops the sync (ErrGuard) when it would remove more accounts
+// than the guard allows and than the admin confirmed.
+func (s *Source) checkGuard(ctx context.Context, rep *RunReport, removals, total int, opt SyncOptions) error {
+	if limit := s.guardLimit(total); removals > limit && removals > opt.ConfirmRemovals {
+		rep.Removed = removals
+		return s.tripGuard(ctx, rep, fmt.Sprintf("the sync would remove %d of %d accounts, more than the %d allowed", removals, total, limit))
+	}
+	return nil
+}
+
+// planPage maps a page, counts its entries whose accounts exist, and
+// stages those that changed.
+func (s *Source) planPage(ctx context.Context, rep *RunReport, plan *plan, page []*ldap.Entry, dry bool) error {
+	entries, _, byID, err := s.mapPage(ctx, rep, page)
 	if err != nil {
 		return err
 	}
-	seen := ids[:0]
 	var staged []flows.DirectoryEntry
 	for _, e := range entries {
 		l, linked := byID[e.ExternalID]
-		if linked {
-			seen = append(seen, e.ExternalID)
-			if bytes.Equal(l.Hash, hashEntry(e)) {
-				rep.Unchanged++
-				continue
-			}
+		// A link whose hash matches is an account that is not removed
+		// (every state change outside the sync forgets the hash).
+		if linked && bytes.Equal(l.Hash, hashEntry(e)) {
+			plan.seenLinked++
+			rep.Unchanged++
+			continue
 		}
 		staged = append(staged, e)
-		if dry {
-			if err := s.classify(ctx, rep, e, l, linked); err != nil {
+		var a *flows.Account
+		if linked {
+			got, err := s.store.GetAccount(ctx, l.AccountID)
+			if err != nil && !errors.Is(err, flows.ErrNotFound) {
 				return err
 			}
+			if err == nil && got.State != flows.AccountRemoved {
+				plan.seenLinked++
+				a = &got
+			}
 		}
-	}
-	if err := s.store.MarkDirectorySeen(ctx, s.cfg.Name, rep.Run, seen); err != nil {
-		return err
+		if dry {
+			classify(rep, e, a)
+		}
 	}
 	if len(staged) == 0 {
 		return nil
 	}
 	return s.store.StageDirectoryEntries(ctx, s.cfg.Name, rep.Run, staged)
+}
+
+// markPage marks the page's entries that have links seen by the run, so
+// that the links left unmarked are those to remove.
+func (s *Source) markPage(ctx context.Context, run string, page []*ldap.Entry) error {
+	ids := make([]string, 0, len(page))
+	for _, le := range page {
+		if id, err := s.mapper.externalID(le); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return s.store.MarkDirectorySeen(ctx, s.cfg.Name, run, ids)
 }
 
 // mapPage maps a page of entries (counting and reporting those it cannot
@@ -223,19 +292,12 @@ func (s *Source) mapPage(ctx context.Context, rep *RunReport, page []*ldap.Entry
 	return entries, ids, byID, nil
 }
 
-// classify counts what applying e would do, for a dry run.
-func (s *Source) classify(ctx context.Context, rep *RunReport, e flows.DirectoryEntry, l flows.DirectoryLink, linked bool) error {
-	if !linked {
+// classify counts what applying e would do to the account a (nil: none,
+// or removed), for a dry run.
+func classify(rep *RunReport, e flows.DirectoryEntry, a *flows.Account) {
+	if a == nil {
 		rep.Created++
-		return nil
-	}
-	a, err := s.store.GetAccount(ctx, l.AccountID)
-	if errors.Is(err, flows.ErrNotFound) || err == nil && a.State == flows.AccountRemoved {
-		rep.Created++
-		return nil
-	}
-	if err != nil {
-		return err
+		return
 	}
 	if a.Username != e.Username || a.Email != e.Email || a.Phone != e.Phone || a.DisplayName != e.DisplayName {
 		rep.Updated++
@@ -246,7 +308,6 @@ func (s *Source) classify(ctx context.Context, rep *RunReport, e flows.Directory
 	case e.State == flows.AccountActive && a.State == flows.AccountSuspended && a.StateSource == flows.SourceDirectory:
 		rep.Restored++
 	}
-	return nil
 }
 
 // countUnseen counts the source's accounts the run did not see.
@@ -392,21 +453,8 @@ func (s *Source) Test(ctx context.Context, sample int) (TestReport, error) {
 		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
 	}
 	// The users are read, as the full sync reads them, from the same server.
-	same := s.cfg
-	same.URLs = []string{url}
-	pc, _, err := dialPaged(ctx, same)
-	if err != nil {
-		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
-	}
-	defer pc.Close()
-	pages := make(chan []*ldap.Entry)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(pages)
-		readErr <- s.readPages(ctx, pc, pages)
-	}()
 	now := s.now()
-	for page := range pages {
+	if _, err := s.eachPage(ctx, url, func(page []*ldap.Entry) error {
 		for _, le := range page {
 			rep.Entries++
 			e, err := s.mapper.entry(le, now)
@@ -421,9 +469,9 @@ func (s *Source) Test(ctx context.Context, sample int) (TestReport, error) {
 				rep.Sample = append(rep.Sample, e)
 			}
 		}
-	}
-	if err := <-readErr; err != nil {
-		return rep, fmt.Errorf("directory %s: reading from %s: %w", s.cfg.Name, url, err)
+		return nil
+	}); err != nil {
+		return rep, fmt.Errorf("directory %s: %w", s.cfg.Name, err)
 	}
 	return rep, nil
 }
