@@ -312,21 +312,29 @@ func (cfg SourceConfig) tlsConfig(host string) *tls.Config {
 // password on every server would only count more failures against the
 // account. Errors name the URLs and never hold the password.
 func dial(ctx context.Context, cfg SourceConfig) (*ldap.Conn, string, error) {
+	return failover(ctx, cfg, dialOne)
+}
+
+// failover calls one with each of cfg.URLs in order until it succeeds, and
+// returns its result and the URL. An authentication failure or the end of
+// ctx stops it.
+func failover[C any](ctx context.Context, cfg SourceConfig, one func(context.Context, SourceConfig, string) (C, error)) (C, string, error) {
+	var zero C
 	if len(cfg.URLs) == 0 {
-		return nil, "", errors.New("no directory URL configured")
+		return zero, "", errors.New("no directory URL configured")
 	}
 	var errs []error
 	for _, raw := range cfg.URLs {
-		conn, err := dialOne(ctx, cfg, raw)
+		c, err := one(ctx, cfg, raw)
 		if err == nil {
-			return conn, raw, nil
+			return c, raw, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil || isAuthError(err) {
 			break
 		}
 	}
-	return nil, "", fmt.Errorf("cannot connect to the directory: %w", joinErrors(errs))
+	return zero, "", fmt.Errorf("cannot connect to the directory: %w", joinErrors(errs))
 }
 
 // joinedErrors is errors.Join on one line, for the logs.

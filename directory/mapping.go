@@ -178,15 +178,10 @@ func (m *mapper) entry(e *ldap.Entry, now time.Time) (flows.DirectoryEntry, erro
 // externalID reads the entry's stable id.
 func (m *mapper) externalID(e *ldap.Entry) (string, error) {
 	a := m.attrMap.ID
-	vals := attrValues(e, a)
-	switch len(vals) {
-	case 0:
-		return "", fmt.Errorf("no %s", a)
-	case 1:
-	default:
-		return "", fmt.Errorf("%s has %d values", a, len(vals))
+	v, err := singleValue(e, a)
+	if err != nil {
+		return "", err
 	}
-	v := vals[0]
 	switch m.idKind {
 	case idEntryUUID:
 		return canonicalUUID(v)
@@ -278,19 +273,27 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// username reads the entry's single username. It is used as is (a
-// userPrincipalName keeps its @realm) and must be what flows accepts.
-func (m *mapper) username(e *ldap.Entry) (string, error) {
-	a := m.attrMap.Username
+// singleValue returns the one value of the attribute a; an error if it has
+// none or several.
+func singleValue(e *ldap.Entry, a string) (string, error) {
 	vals := attrValues(e, a)
 	switch len(vals) {
 	case 0:
 		return "", fmt.Errorf("no %s", a)
 	case 1:
-	default:
-		return "", fmt.Errorf("%s has %d values", a, len(vals))
+		return vals[0], nil
 	}
-	v := vals[0]
+	return "", fmt.Errorf("%s has %d values", a, len(vals))
+}
+
+// username reads the entry's single username. It is used as is (a
+// userPrincipalName keeps its @realm) and must be what flows accepts.
+func (m *mapper) username(e *ldap.Entry) (string, error) {
+	a := m.attrMap.Username
+	v, err := singleValue(e, a)
+	if err != nil {
+		return "", err
+	}
 	if v == "" || len(v) > maxUsername || !utf8.ValidString(v) {
 		return "", fmt.Errorf("%s must be valid UTF-8 of 1 to %d bytes", a, maxUsername)
 	}

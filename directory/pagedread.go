@@ -40,21 +40,7 @@ type pagedConn struct {
 // first of cfg.URLs that answers, in order, and returns the connection
 // and the URL it used.
 func dialPaged(ctx context.Context, cfg SourceConfig) (*pagedConn, string, error) {
-	if len(cfg.URLs) == 0 {
-		return nil, "", errors.New("no directory URL configured")
-	}
-	var errs []error
-	for _, raw := range cfg.URLs {
-		c, err := dialPagedOne(ctx, cfg, raw)
-		if err == nil {
-			return c, raw, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil || isAuthError(err) {
-			break
-		}
-	}
-	return nil, "", fmt.Errorf("cannot connect to the directory: %w", joinErrors(errs))
+	return failover(ctx, cfg, dialPagedOne)
 }
 
 // dialPagedOne connects and binds to one URL. The dial is bounded by
