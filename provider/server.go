@@ -212,3 +212,10 @@ func (s *Server) Mux() *http.ServeMux { return s.mux }
 // ClientIP is the client's address as the rate limits and the audit log
 // see it: the TCP peer, or X-Forwarded-For from a trusted proxy.
 func (s *Server) ClientIP(r *http.Request) string { return s.clientIP(r) }
+
+// AdminFor returns the name of the admin whose token this is, comparing it
+// with every admin's token in constant time (as the admin API does).
+func (s *Server) AdminFor(token string) (string, bool) { return s.adminFor("Bearer " + token) }
+
+// DirectorySources are the directory sources, in the configuration's order.
+func (s *Server) DirectorySources() []*directory.Source { return slices.Clone(s.directory) }
