@@ -267,8 +267,16 @@ func (s *Service) Cancel(ctx context.Context, actor, id, reason string) (SignIn,
 	return s.finish(ctx, sgn, StatusCancelled, actor, reason)
 }
 
+// AwaitRecheck bounds how long Await trusts its events: it re-reads the
+// sign-in at least this often, so that a notification lost between
+// instances (a dropped LISTEN connection) delays a decision by at most
+// this much instead of until the sign-in expires.
+const AwaitRecheck = 5 * time.Second
+
 // Await blocks until the sign-in is final (decided, expired, cancelled) or
-// ctx ends. It is woken by the decision itself, not by polling.
+// ctx ends. It is woken by the decision itself, not by polling; it re-reads
+// the sign-in every AwaitRecheck in case a notification was lost (one
+// timer at a time: the recheck or the expiry, whichever comes first).
 func (s *Service) Await(ctx context.Context, id string) (SignIn, error) {
 	wake, stop := s.events.Subscribe(signInTopic(id))
 	defer stop()
@@ -279,7 +287,7 @@ func (s *Service) Await(ctx context.Context, id string) (SignIn, error) {
 		}
 		select {
 		case <-wake:
-		case <-s.clock.After(sgn.ExpiresAt.Sub(s.now())):
+		case <-s.clock.After(min(sgn.ExpiresAt.Sub(s.now()), AwaitRecheck)):
 		case <-ctx.Done():
 			return sgn, ctx.Err()
 		}
