@@ -26,6 +26,7 @@ import (
 	"github.com/keystep/keystep/directory"
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/store/postgres"
+	"github.com/keystep/keystep/flows/store/postgres/pgevents"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/provider"
 )
@@ -189,6 +190,14 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 		checker = directory.NewLiveChecker()
 		defer checker.Close()
 		opts = append(opts, flows.WithAccountChecker(checker))
+	}
+	if cfg.Store.Driver == "postgres" { // several instances wake each other (docs/scaling.md)
+		ev, err := pgevents.Open(ctx, cfg.Store.DSN, pgevents.WithLogger(log))
+		if err != nil {
+			return fmt.Errorf("open postgres events: %w", err)
+		}
+		defer ev.Close()
+		opts = append(opts, flows.WithEvents(ev))
 	}
 	svc, err := flows.New(store, fc, append(opts, flows.WithLogger(log))...)
 	if err != nil {
