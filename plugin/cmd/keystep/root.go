@@ -70,7 +70,8 @@ with number matching, or scan a QR code, on their phone.
   keystep serve     run the server (SQLite in ./keystep-data by default)
   keystep admin     manage users, invitations, devices and the audit log
   keystep directory test, run and watch the directory (LDAP / AD) sync
-  keystep device    the reference authenticator: a stand-in for the phone app`,
+  keystep device    the reference authenticator: a stand-in for the phone app
+  keystep version   print the version`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -79,7 +80,9 @@ with number matching, or scan a QR code, on their phone.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{cmd: c, err: err} })
 	group(root)
-	root.AddCommand(newServeCmd(), newAdminCmd(), newDirectoryCmd(), newDeviceCmd(), newDemoAppCmd())
+	root.AddCommand(newServeCmd(), newAdminCmd(), newDirectoryCmd(), newDeviceCmd(), newDemoAppCmd(), newVersionCmd())
+	root.Version = readBuildInfo().line() // keystep --version
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
 
