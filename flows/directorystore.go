@@ -91,4 +91,17 @@ type DirectoryTx interface {
 	PutDirectoryState(ctx context.Context, st DirectoryState) error
 	// ListDirectoryStates returns every source's state, by source name.
 	ListDirectoryStates(ctx context.Context) ([]DirectoryState, error)
+
+	// AcquireLease takes or renews the lease name for holder until now+ttl,
+	// so that one instance among several runs a job (a directory source's
+	// sync, lease "directory:<source>"). It reports true if holder holds
+	// the lease now: it was free, it had expired at now, or it was holder's
+	// already (renewed); false if another holder's lease runs past now.
+	// Instances compare their own clocks with the stored expiry: keep them
+	// in step (NTP) well within ttl. ErrInvalid without a name or a holder,
+	// or for a ttl that is not positive.
+	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease gives up holder's lease name so that another can take it
+	// at once; nothing happens if holder does not hold it.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	functional = append(functional, pushFunctional...)
 	functional = append(functional, federationFunctional...)
 	functional = append(functional, directoryFunctional...)
+	functional = append(functional, leaseFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx
@@ -111,6 +112,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	concurrent = append(concurrent, codeConcurrent...)
 	concurrent = append(concurrent, federationConcurrent...)
 	concurrent = append(concurrent, directoryConcurrent...)
+	concurrent = append(concurrent, leaseConcurrent...)
 	t.Run("Concurrent", func(t *testing.T) {
 		for _, tc := range concurrent {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })

@@ -95,6 +95,9 @@ const (
 	qPutDirectoryState
 	qListDirectoryStates
 
+	qAcquireLease
+	qReleaseLease
+
 	numQueries
 )
 
@@ -319,6 +322,13 @@ var queryText = [numQueries]string{
 		ON CONFLICT (source) DO UPDATE SET cookie = excluded.cookie, cookie_scope = excluded.cookie_scope,
 		status = excluded.status, updated_at = excluded.updated_at`,
 	qListDirectoryStates: `SELECT ` + dirStateCols + ` FROM directory_state ORDER BY source`,
+
+	// Takes a free or expired lease, or renews the holder's own; affects
+	// no row while another holder's lease runs.
+	qAcquireLease: `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
+	qReleaseLease: `DELETE FROM leases WHERE name = ? AND holder = ?`,
 }
 
 // queryArrayText is the form of the statements that take a list of ids (or
