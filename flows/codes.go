@@ -381,7 +381,7 @@ func (s *Service) channel(a Account, channel Method) (destination, sendFunc, err
 // ErrDeliveryFailed wrapping cause.
 func (s *Service) sendFailed(ctx context.Context, a Account, sgn SignIn, c Code, masked string, cause error) error {
 	now := s.now()
-	s.log.Error("sending a sign-in code failed", "channel", c.Kind, "to", masked, "account", a.Username, "signin", sgn.ID, "err", cause)
+	s.log.ErrorContext(ctx, "sending a sign-in code failed", "channel", c.Kind, "to", masked, "account", a.Username, "signin", sgn.ID, "err", cause)
 	wctx := context.WithoutCancel(ctx)
 	err := s.write(wctx, func(tx Tx) error {
 		if _, err := tx.RevokeCodes(wctx, a.ID, "", sgn.ID, now); err != nil {
@@ -410,6 +410,13 @@ func (s *Service) sendFailed(ctx context.Context, a Account, sgn SignIn, c Code,
 // against the sign-in's OTP and the account, locks the account at
 // MaxFailedCodes consecutive failures, and answers ErrWrongCode.
 func (s *Service) SubmitCode(ctx context.Context, r SubmitCodeRequest) (SignIn, error) {
+	ctx, end := s.obs.Start(ctx, "flows.SubmitCode")
+	sgn, err := s.submitCode(ctx, r)
+	end(err)
+	return sgn, err
+}
+
+func (s *Service) submitCode(ctx context.Context, r SubmitCodeRequest) (SignIn, error) {
 	if !validID(r.SignInID) {
 		return SignIn{}, invalidf("malformed sign-in id")
 	}
@@ -513,6 +520,7 @@ func (s *Service) redeem(ctx context.Context, sgn SignIn, a Account, c Code, now
 	if err != nil {
 		return sgn, fmt.Errorf("sign-in %s: %w", sgn.ID, err)
 	}
+	s.finished(out)
 	return out, nil
 }
 
@@ -594,7 +602,7 @@ func (s *Service) codeFailed(ctx context.Context, sgn SignIn, a Account, codes [
 	if failures >= MaxConsecutiveCodeFailures {
 		lock.Until = time.Time{}
 	}
-	s.log.Warn("an account's codes are locked after too many wrong codes", "account", a.Username, "failures", failures, "until", until)
+	s.log.WarnContext(ctx, "an account's codes are locked after too many wrong codes", "account", a.Username, "failures", failures, "until", until)
 	s.alert(ctx, AdminAlert{Kind: AlertCodesLocked, Account: a.Username, AccountID: a.ID, SignIn: sgn.ID,
 		Detail: fmt.Sprintf("%d consecutive wrong codes; %s", failures, strings.TrimPrefix(lock.Error(), ErrLocked.Error()+" ")), Time: now})
 	return fmt.Errorf("sign-in %s: %w; %w", sgn.ID, ErrWrongCode, lock)

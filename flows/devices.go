@@ -140,6 +140,7 @@ func (s *Service) Enroll(ctx context.Context, r EnrollRequest) (Device, Account,
 	if err != nil {
 		return Device{}, Account{}, fmt.Errorf("enroll: %w", err)
 	}
+	s.cancelledMany(len(replaced))
 	for _, id := range replaced {
 		s.events.Publish(signInTopic(id))
 	}
@@ -211,6 +212,7 @@ func (s *Service) UnregisterDevice(ctx context.Context, actor, ref, deviceID, re
 	if err != nil {
 		return Device{}, fmt.Errorf("unregister device %q: %w", deviceID, err)
 	}
+	s.cancelledMany(len(cancelled))
 	for _, id := range cancelled {
 		s.events.Publish(signInTopic(id))
 	}
@@ -281,6 +283,7 @@ func (s *Service) UnregisterAllDevices(ctx context.Context, actor, ref, reason s
 	if err != nil {
 		return 0, fmt.Errorf("unregister devices of %q: %w", ref, err)
 	}
+	s.cancelledMany(len(cancelled))
 	for _, id := range cancelled {
 		s.events.Publish(signInTopic(id))
 	}

@@ -40,6 +40,7 @@ func (s *Service) hit(ctx context.Context, key string, now time.Time, window tim
 		return fmt.Errorf("rate limit on %s: %w", what, err)
 	}
 	if !ok {
+		s.obs.RateLimited(limitName(key))
 		return &RateLimitError{What: what, RetryAfter: wait}
 	}
 	return nil

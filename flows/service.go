@@ -88,6 +88,7 @@ type Service struct {
 	push    PushSender     // nil: no wake-up pushes
 	checker AccountChecker // nil: no live check at Begin
 	pushes  pushes         // pushes in flight
+	obs     Observer       // nopObserver{} unless WithObserver
 }
 
 // Option changes how New builds a Service.
@@ -107,7 +108,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("flows config: %w", err)
 	}
-	s := &Service{store: store, cfg: cfg, clock: SystemClock{}, events: NewLocalEvents(), log: slog.Default()}
+	s := &Service{store: store, cfg: cfg, clock: SystemClock{}, events: NewLocalEvents(), log: slog.Default(), obs: nopObserver{}}
 	for _, o := range opts {
 		o(s)
 	}

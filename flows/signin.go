@@ -85,6 +85,13 @@ func (r *BeginRequest) check() error {
 // PushSender each active device with a push route gets a wake-up in the
 // background (see WithPushSender); Begin does not wait for it.
 func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) {
+	ctx, end := s.obs.Start(ctx, "flows.Begin")
+	ch, err := s.begin(ctx, r)
+	end(err)
+	return ch, err
+}
+
+func (s *Service) begin(ctx context.Context, r BeginRequest) (Challenge, error) {
 	if err := r.check(); err != nil {
 		return Challenge{}, err
 	}
@@ -170,6 +177,10 @@ func (s *Service) Begin(ctx context.Context, r BeginRequest) (Challenge, error) 
 	if err != nil {
 		return Challenge{}, fmt.Errorf("begin sign-in: %w", err)
 	}
+	s.obs.SignInStarted(sgn.Methods)
+	if suppressed != "" {
+		s.obs.RateLimited(suppressedLimit(suppressed))
+	}
 	if sgn.HasMethod(MethodPush) {
 		s.sendPushes(ctx, a, ds, sgn)
 	}
@@ -249,6 +260,7 @@ func (s *Service) finish(ctx context.Context, sgn SignIn, to SignInStatus, actor
 	if err != nil {
 		return SignIn{}, fmt.Errorf("finish sign-in %s: %w", sgn.ID, err)
 	}
+	s.finished(d)
 	return d, nil
 }
 
@@ -314,6 +326,13 @@ type DecisionRequest struct {
 // approval with the wrong number denies the sign-in (and returns it with
 // ErrWrongNumber): a user who cannot read the screen is not the one signing in.
 func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error) {
+	ctx, end := s.obs.Start(ctx, "flows.Decide")
+	sgn, err := s.decide(ctx, r)
+	end(err)
+	return sgn, err
+}
+
+func (s *Service) decide(ctx context.Context, r DecisionRequest) (SignIn, error) {
 	if !r.Decision.Valid() {
 		return SignIn{}, invalidf("unknown decision %q", r.Decision)
 	}
@@ -421,8 +440,10 @@ func (s *Service) Decide(ctx context.Context, r DecisionRequest) (SignIn, error)
 	if err != nil {
 		return sgn, fmt.Errorf("decision on %s: %w", sgn.ID, err)
 	}
+	s.finished(out)
 	if out.FraudReport {
-		s.log.Warn("user reported a sign-in they did not start", "account", a.Username, "signin", sgn.ID, "client", sgn.Client, "ip", sgn.IP)
+		s.obs.FraudReported()
+		s.log.WarnContext(ctx, "user reported a sign-in they did not start", "account", a.Username, "signin", sgn.ID, "client", sgn.Client, "ip", sgn.IP)
 		detail := fmt.Sprintf("the user reported a sign-in they did not start: client %q from %s", sgn.Client, sgn.IP)
 		if !blockUntil.IsZero() {
 			detail += "; pushes are blocked until " + blockUntil.Format(time.RFC3339)
