@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,11 @@ type Config struct {
 
 	// sources says where each key's value came from, for error messages.
 	sources map[string]string
+	// lines are the file's line of each key it sets.
+	lines map[string]int
+	// failed are the keys whose value in the file could not be read: their
+	// defaults are not checked again.
+	failed map[string]bool
 	// fromFile is set when a configuration file was read.
 	fromFile bool
 }
@@ -94,7 +100,7 @@ var configEnv = []struct{ name, key string }{
 
 // defaultConfig is the working single-machine configuration.
 func defaultConfig() Config {
-	return Config{Listen: defaultListen, DataDir: defaultDataDir, Store: StoreConfig{Driver: defaultDriver}, sources: map[string]string{}}
+	return Config{Listen: defaultListen, DataDir: defaultDataDir, Store: StoreConfig{Driver: defaultDriver}, sources: map[string]string{}, lines: map[string]int{}, failed: map[string]bool{}}
 }
 
 // flagOverride is a flag given on the command line, for the key it sets.
@@ -117,10 +123,24 @@ func loadConfig(path string, lookupEnv func(string) (string, bool), flags []flag
 // loadConfigData is loadConfig for a configuration file's text that was
 // read already (name says where from, in errors; "" means no file).
 func loadConfigData(data []byte, name string, lookupEnv func(string) (string, bool), flags []flagOverride) (Config, error) {
+	c, err := readConfig(data, name, lookupEnv, flags)
+	if err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// readConfig is loadConfigData, returning what it could read along with
+// every error (keystep config check looks further).
+func readConfig(data []byte, name string, lookupEnv func(string) (string, bool), flags []flagOverride) (Config, error) {
 	c := defaultConfig()
+	var parseErr error
 	if name != "" {
-		if err := c.parseYAML(data, name); err != nil {
-			return Config{}, err
+		// A file that cannot be read as YAML, or is not one mapping, has
+		// nothing more to check; otherwise every bad key is reported, then
+		// every bad value of the keys that were read.
+		if parseErr = c.parseYAML(data, name); parseErr != nil && !c.fromFile {
+			return c, parseErr
 		}
 		c.fromFile = true
 	}
@@ -132,8 +152,8 @@ func loadConfigData(data []byte, name string, lookupEnv func(string) (string, bo
 	for _, f := range flags {
 		c.setString(f.key, f.value, "--"+f.flag)
 	}
-	if err := c.validate(); err != nil {
-		return Config{}, err
+	if err := c.validate(); err != nil || parseErr != nil {
+		return c, errors.Join(parseErr, c.withoutFailed(err))
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/") // the origin devices sign has no trailing slash
 	return c, nil
@@ -174,15 +194,125 @@ func (c *Config) setString(key, v, source string) {
 		}
 	}
 	c.sources[key] = source
+	delete(c.lines, key)
+	delete(c.failed, key)
 }
+
+// configError is one error in a configuration: a key's bad value, or a
+// file that cannot be read as a configuration. keystep config check
+// prints each on its own line, with the key's line in the file.
+type configError struct {
+	line    int    // the line in the file; 0: not from the file, or unknown
+	key     string // the key, like smtp.port; "": the file as a whole
+	src     string // where the value came from, when not from the file (KEYSTEP_LISTEN, --listen, default)
+	msg     string // what is wrong, without the key
+	text    string // the whole message, for Error
+	checked string // "file check": found by reading a file the configuration names, "environment check": by reading the environment (keystep config check only)
+}
+
+func (e *configError) Error() string { return e.text }
 
 // keyError is a bad value, named by its key and where it came from.
 func (c *Config) keyError(key, format string, args ...any) error {
+	return c.keyErrorAt(key, 0, format, args...)
+}
+
+// keyErrorAt is keyError for a value whose line in the file is known
+// better than its key's (an item of a list); 0: the key's line.
+func (c *Config) keyErrorAt(key string, line int, format string, args ...any) error {
 	src := c.sources[key]
 	if src == "" {
 		src = "default"
 	}
-	return fmt.Errorf("config: %s (%s): %s", key, src, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if line == 0 {
+		line = c.lines[key]
+	}
+	return &configError{line: line, key: key, src: src, msg: msg, text: fmt.Sprintf("config: %s (%s): %s", key, src, msg)}
+}
+
+// withoutFailed drops, from validate's errors, those of keys whose value
+// in the file could not be read (their defaults are not the problem).
+func (c *Config) withoutFailed(err error) error {
+	if err == nil || len(c.failed) == 0 {
+		return err
+	}
+	var keep []error
+	for _, e := range splitErrors(err) {
+		var ce *configError
+		if errors.As(e, &ce) && c.failed[ce.key] {
+			continue
+		}
+		keep = append(keep, e)
+	}
+	return errors.Join(keep...)
+}
+
+// splitErrors lists the errors errors.Join joined (err itself if it is
+// not a join), recursively.
+func splitErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, splitErrors(e)...)
+	}
+	return out
+}
+
+// lineError is an error at a line of the file, inside a key's value (an
+// item of a list): "line 9: unknown key bsae_dn".
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e lineError) Unwrap() error { return e.err }
+
+// innermostLine is the line of the innermost lineError in err's chain; 0
+// if there is none.
+func innermostLine(err error) int {
+	line := 0
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if le, ok := e.(lineError); ok {
+			line = le.line
+		}
+	}
+	return line
+}
+
+// prefixErrors wraps each error of err (a join, or one error) with
+// prefix, keeping them apart.
+func prefixErrors(prefix string, err error) []error {
+	var out []error
+	for _, e := range splitErrors(err) {
+		out = append(out, fmt.Errorf("%s%w", prefix, e))
+	}
+	return out
+}
+
+// itemNum is the number of the i-th item read from a list whose place
+// in the file's list is num (0: unknown, i+1).
+func itemNum(i, num int) int {
+	if num > 0 {
+		return num
+	}
+	return i + 1
+}
+
+// fileError is an error about the file at a line, naming a key (or none).
+func fileError(name string, line int, key, msg string) *configError {
+	text := fmt.Sprintf("config %s: line %d: ", name, line)
+	if key != "" {
+		text += key + ": "
+	}
+	return &configError{line: line, key: key, msg: msg, text: text + msg}
 }
 
 // setter reads one YAML value into a field.
@@ -222,7 +352,9 @@ func (c *Config) schema() schema {
 
 // parseYAML reads a configuration file into c. It is strict: an unknown or
 // repeated key, a value of the wrong kind or a second document is an error
-// that names the key and its line.
+// that names the key and its line. It reports every such error (joined),
+// and sets c.fromFile when the file was one mapping whose other keys
+// were read.
 func (c *Config) parseYAML(data []byte, name string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -237,7 +369,7 @@ func (c *Config) parseYAML(data []byte, name string) error {
 		if err != nil {
 			return fmt.Errorf("config %s: %w", name, err)
 		}
-		return fmt.Errorf("config %s: line %d: only one YAML document is allowed", name, more.Line)
+		return fileError(name, more.Line, "", "only one YAML document is allowed")
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -246,45 +378,75 @@ func (c *Config) parseYAML(data []byte, name string) error {
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return nil // a document of comments only
 	}
-	return c.walk(root, "", c.schema(), name)
+	if resolve(root).Kind != yaml.MappingNode {
+		return fileError(name, root.Line, "", "the configuration must be a mapping of keys to values")
+	}
+	var errs []error
+	c.walk(root, "", c.schema(), name, &errs)
+	c.fromFile = true
+	return errors.Join(errs...)
 }
 
-func (c *Config) walk(n *yaml.Node, prefix string, s schema, name string) error {
+// walk reads the mapping n into the keys of s, adding an error to errs
+// for each key it cannot read.
+func (c *Config) walk(n *yaml.Node, prefix string, s schema, name string, errs *[]error) {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		what := "the configuration"
 		if prefix != "" {
 			what = strings.TrimSuffix(prefix, ".")
 		}
-		return fmt.Errorf("config %s: line %d: %s must be a mapping of keys to values", name, n.Line, what)
+		*errs = append(*errs, fileError(name, n.Line, "", what+" must be a mapping of keys to values"))
+		return
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := resolve(n.Content[i]), n.Content[i+1]
 		if kn.Kind != yaml.ScalarNode {
-			return fmt.Errorf("config %s: line %d: a key in %s is not a plain name", name, kn.Line, strings.TrimSuffix(prefix, ".")+"(top level)")
+			*errs = append(*errs, fileError(name, kn.Line, "", "a key in "+strings.TrimSuffix(prefix, ".")+"(top level) is not a plain name"))
+			continue
 		}
 		key := prefix + kn.Value
 		if seen[kn.Value] {
-			return fmt.Errorf("config %s: line %d: %s is given twice", name, kn.Line, key)
+			ce := fileError(name, kn.Line, "", key+" is given twice")
+			ce.key, ce.msg = key, "is given twice"
+			*errs = append(*errs, ce)
+			continue
 		}
 		seen[kn.Value] = true
 		switch f := s[kn.Value].(type) {
 		case schema:
-			if err := c.walk(vn, key+".", f, name); err != nil {
-				return err
-			}
+			c.walk(vn, key+".", f, name, errs)
 		case setter:
+			c.lines[key] = vn.Line
 			if err := f(resolve(vn)); err != nil {
-				return fmt.Errorf("config %s: line %d: %s: %w", name, vn.Line, key, err)
+				leaves := splitErrors(err)
+				for _, e := range leaves {
+					line := vn.Line
+					if l := innermostLine(e); l > 0 {
+						line = l
+					}
+					ce := fileError(name, vn.Line, key, e.Error())
+					ce.line, ce.msg = line, lineMention.ReplaceAllString(e.Error(), "")
+					*errs = append(*errs, ce)
+				}
+				if len(leaves) == 1 && innermostLine(err) == 0 {
+					c.failed[key] = true
+					continue
+				}
 			}
 			c.sources[key] = fmt.Sprintf("%s line %d", name, vn.Line)
 		default:
-			return fmt.Errorf("config %s: line %d: unknown key %s", name, kn.Line, key)
+			ce := fileError(name, kn.Line, "", "unknown key "+key)
+			ce.key, ce.msg = key, "unknown key"
+			*errs = append(*errs, ce)
 		}
 	}
-	return nil
 }
+
+// lineMention is a line number in an error of a key's value, which
+// keystep config check says before the key.
+var lineMention = regexp.MustCompile(`line \d+: `)
 
 // resolve follows an alias to the node it names.
 func resolve(n *yaml.Node) *yaml.Node {

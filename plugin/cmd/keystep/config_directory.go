@@ -58,6 +58,7 @@ type DirectorySourceConfig struct {
 	LiveCheck        DirectoryLiveCheckConfig  `yaml:"live_check"`
 
 	line int // where the source begins in the file, for errors (0: unknown)
+	num  int // its place in the file's list, counting those that could not be read (0: unknown)
 }
 
 // DirectoryAttributesConfig names the directory attributes that fill an
@@ -133,25 +134,33 @@ func directorySourcesValue(p *[]DirectorySourceConfig) setter {
 			return errors.New("must be a list of directory sources")
 		}
 		out := []DirectorySourceConfig{}
+		var errs []error
 		for i, item := range n.Content {
 			item = resolve(item)
+			prefix := fmt.Sprintf("source %d: ", i+1)
 			if item.Kind == yaml.MappingNode {
+				secret := false
 				for j := 0; j+1 < len(item.Content); j += 2 {
 					k := resolve(item.Content[j])
 					if why, ok := secretKeys[k.Value]; ok {
-						return fmt.Errorf("source %d: line %d: %s: %s", i+1, k.Line, k.Value, why)
+						errs = append(errs, fmt.Errorf("%s%w", prefix, lineError{k.Line, fmt.Errorf("%s: %s", k.Value, why)}))
+						secret = true
 					}
+				}
+				if secret {
+					continue
 				}
 			}
 			var sc DirectorySourceConfig
 			if err := strictDecode(item, &sc); err != nil {
-				return fmt.Errorf("source %d: %w", i+1, err)
+				errs = append(errs, prefixErrors(prefix, err)...)
+				continue
 			}
-			sc.line = item.Line
+			sc.line, sc.num = item.Line, i+1
 			out = append(out, sc)
 		}
 		*p = out
-		return nil
+		return errors.Join(errs...)
 	}
 }
 
@@ -177,12 +186,12 @@ func (c *Config) validateDirectory() []error {
 		if s.line > 0 {
 			about = append(about, fmt.Sprintf("line %d", s.line))
 		}
-		label := fmt.Sprintf("source %d", i+1)
+		label := fmt.Sprintf("source %d", itemNum(i, s.num))
 		if len(about) > 0 {
 			label += " (" + strings.Join(about, ", ") + ")"
 		}
 		bad := func(format string, args ...any) {
-			errs = append(errs, c.keyError(key, "%s: %s", label, fmt.Sprintf(format, args...)))
+			errs = append(errs, c.keyErrorAt(key, s.line, "%s: %s", label, fmt.Sprintf(format, args...)))
 		}
 		switch {
 		case !sourceName.MatchString(s.Name):

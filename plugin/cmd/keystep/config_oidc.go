@@ -53,6 +53,9 @@ type OIDCClientConfig struct {
 	AccessTokenLifetime    time.Duration `yaml:"access_token_lifetime"`
 	RefreshTokenLifetime   time.Duration `yaml:"refresh_token_lifetime"`
 	AllowHTTPRedirects     bool          `yaml:"allow_http_redirects"`
+
+	line int // where the client begins in the file, for errors (0: unknown)
+	num  int // its place in the file's list, counting those that could not be read (0: unknown)
 }
 
 func (c *Config) oidcSchema() schema {
@@ -86,23 +89,27 @@ func oidcClientsValue(p *[]OIDCClientConfig) setter {
 			return errors.New("must be a list of clients")
 		}
 		out := []OIDCClientConfig{}
+		var errs []error
 		for i, item := range n.Content {
 			var cc OIDCClientConfig
 			if err := strictDecode(resolve(item), &cc); err != nil {
-				return fmt.Errorf("client %d: %w", i+1, err)
+				errs = append(errs, prefixErrors(fmt.Sprintf("client %d: ", i+1), err)...)
+				continue
 			}
+			cc.line, cc.num = resolve(item).Line, i+1
 			out = append(out, cc)
 		}
 		*p = out
-		return nil
+		return errors.Join(errs...)
 	}
 }
 
 // strictDecode decodes a mapping into the struct out points to, refusing
-// keys the struct does not have and keys given twice.
+// keys the struct does not have and keys given twice. It returns every
+// error (joined), each a lineError.
 func strictDecode(n *yaml.Node, out any) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: must be a mapping", n.Line)
+		return lineError{n.Line, errors.New("must be a mapping")}
 	}
 	v := reflect.ValueOf(out).Elem()
 	fields := map[string]reflect.Value{}
@@ -115,29 +122,37 @@ func strictDecode(n *yaml.Node, out any) error {
 		}
 	}
 	seen := map[string]bool{}
+	var errs []error
 	for j := 0; j+1 < len(n.Content); j += 2 {
 		k, vn := resolve(n.Content[j]), resolve(n.Content[j+1])
 		f, ok := fields[k.Value]
 		if !ok {
-			return fmt.Errorf("line %d: unknown key %s (known: %s)", k.Line, k.Value, strings.Join(names, ", "))
+			errs = append(errs, lineError{k.Line, fmt.Errorf("unknown key %s (known: %s)", k.Value, strings.Join(names, ", "))})
+			continue
 		}
 		if seen[k.Value] {
-			return fmt.Errorf("line %d: %s is given twice", k.Line, k.Value)
+			errs = append(errs, lineError{k.Line, fmt.Errorf("%s is given twice", k.Value)})
+			continue
 		}
 		seen[k.Value] = true
 		if f.Type() == reflect.TypeFor[time.Duration]() {
 			var d time.Duration
 			if err := durationValue(&d)(vn); err != nil {
-				return fmt.Errorf("line %d: %s: %w", vn.Line, k.Value, err)
+				errs = append(errs, lineError{vn.Line, fmt.Errorf("%s: %w", k.Value, err)})
+				continue
 			}
 			f.Set(reflect.ValueOf(d))
 			continue
 		}
 		if err := vn.Decode(f.Addr().Interface()); err != nil {
-			return fmt.Errorf("line %d: %s: %w", vn.Line, k.Value, err)
+			// A nested mapping read strictly (UnmarshalYAML) has its own
+			// errors, each at its line.
+			for _, e := range splitErrors(err) {
+				errs = append(errs, lineError{vn.Line, fmt.Errorf("%s: %w", k.Value, e)})
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // validateOIDC checks what can be checked without reading files.
@@ -149,14 +164,14 @@ func (c *Config) validateOIDC() []error {
 	seen := map[string]bool{}
 	for i, cc := range c.OIDC.Clients {
 		if seen[cc.ID] {
-			errs = append(errs, c.keyError("oidc.clients", "client %d: id %q is given twice", i+1, cc.ID))
+			errs = append(errs, c.keyErrorAt("oidc.clients", cc.line, "client %d: id %q is given twice", itemNum(i, cc.num), cc.ID))
 		}
 		seen[cc.ID] = true
 		if cc.ID == demoClientID && c.demoClientOn() {
-			errs = append(errs, c.keyError("oidc.clients", "client %d: id %q is the demo client's; set oidc.demo_client: false to use it", i+1, cc.ID))
+			errs = append(errs, c.keyErrorAt("oidc.clients", cc.line, "client %d: id %q is the demo client's; set oidc.demo_client: false to use it", itemNum(i, cc.num), cc.ID))
 		}
 		if _, err := cc.toClient(func(string) (string, error) { return strings.Repeat("x", 32), nil }); err != nil {
-			errs = append(errs, c.keyError("oidc.clients", "client %d: %v", i+1, err))
+			errs = append(errs, c.keyErrorAt("oidc.clients", cc.line, "client %d: %v", itemNum(i, cc.num), err))
 		}
 	}
 	return errs

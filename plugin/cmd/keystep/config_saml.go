@@ -54,6 +54,9 @@ type SAMLSPConfig struct {
 	Encryption            SAMLEncryption    `yaml:"encryption"`
 	AllowUnsignedRequests bool              `yaml:"allow_unsigned_requests"`
 	IdPInitiated          bool              `yaml:"idp_initiated"`
+
+	line int // where the SP begins in the file, for errors (0: unknown)
+	num  int // its place in the file's list, counting those that could not be read (0: unknown)
 }
 
 // SAMLAttribute is an attribute an SP gets.
@@ -105,15 +108,18 @@ func samlSPsValue(p *[]SAMLSPConfig) setter {
 			return errors.New("must be a list of service providers")
 		}
 		out := []SAMLSPConfig{}
+		var errs []error
 		for i, item := range n.Content {
 			var sc SAMLSPConfig
 			if err := strictDecode(resolve(item), &sc); err != nil {
-				return fmt.Errorf("service provider %d: %w", i+1, err)
+				errs = append(errs, prefixErrors(fmt.Sprintf("service provider %d: ", i+1), err)...)
+				continue
 			}
+			sc.line, sc.num = resolve(item).Line, i+1
 			out = append(out, sc)
 		}
 		*p = out
-		return nil
+		return errors.Join(errs...)
 	}
 }
 
@@ -139,18 +145,18 @@ func (c *Config) validateSAML() []error {
 	seen, seenEntity := map[string]bool{}, map[string]bool{}
 	for i, sc := range c.SAML.ServiceProviders {
 		if (sc.ID != "" && seen[sc.ID]) || (sc.EntityID != "" && seenEntity[sc.EntityID]) {
-			errs = append(errs, c.keyError("saml.service_providers", "service provider %d: id %q or entity_id %q is given twice", i+1, sc.ID, sc.EntityID))
+			errs = append(errs, c.keyErrorAt("saml.service_providers", sc.line, "service provider %d: id %q or entity_id %q is given twice", itemNum(i, sc.num), sc.ID, sc.EntityID))
 		}
 		seen[sc.ID], seenEntity[sc.EntityID] = true, true
 		if sc.AllowUnsignedRequests && want {
-			errs = append(errs, c.keyError("saml.service_providers", "service provider %d: allow_unsigned_requests needs saml.want_signed_requests: false", i+1))
+			errs = append(errs, c.keyErrorAt("saml.service_providers", sc.line, "service provider %d: allow_unsigned_requests needs saml.want_signed_requests: false", itemNum(i, sc.num)))
 		}
 		sp, err := sc.toSP(func(string) ([]*x509.Certificate, error) { return nil, nil })
 		if err == nil {
 			err = samlidp.CheckSP(sp, c.InsecureDev)
 		}
 		if err != nil {
-			errs = append(errs, c.keyError("saml.service_providers", "service provider %d: %v", i+1, err))
+			errs = append(errs, c.keyErrorAt("saml.service_providers", sc.line, "service provider %d: %v", itemNum(i, sc.num), err))
 		}
 	}
 	return errs

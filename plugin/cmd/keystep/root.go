@@ -71,6 +71,7 @@ with number matching, or scan a QR code, on their phone.
   keystep admin     manage users, invitations, devices and the audit log
   keystep directory test, run and watch the directory (LDAP / AD) sync
   keystep device    the reference authenticator: a stand-in for the phone app
+  keystep config    check a configuration file (keystep config check FILE)
   keystep version   print the version`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -80,7 +81,7 @@ with number matching, or scan a QR code, on their phone.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{cmd: c, err: err} })
 	group(root)
-	root.AddCommand(newServeCmd(), newAdminCmd(), newDirectoryCmd(), newDeviceCmd(), newDemoAppCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newAdminCmd(), newDirectoryCmd(), newDeviceCmd(), newDemoAppCmd(), newVersionCmd(), newConfigCmd())
 	root.Version = readBuildInfo().line() // keystep --version
 	root.SetVersionTemplate("{{.Version}}\n")
 	return root
