@@ -51,6 +51,12 @@ type RunHooks struct {
 	FullSynced func(RunReport, error)
 	// Failed is called when a sync failed, once the retry is scheduled.
 	Failed func(error)
+	// Lease is called with true when Run takes the source's lease (it
+	// syncs from then on), and with false after each attempt that does not
+	// get it (another instance holds it; a Run that lost it tries again at
+	// once). The next attempt or renewal is already waiting on the clock
+	// when Lease is called.
+	Lease func(held bool)
 }
 
 // Run keeps the source in sync until ctx ends: a full sync at start and
@@ -59,7 +65,101 @@ type RunHooks struct {
 // the failure in the status and tries again with backoff. A sync stopped by
 // the guard waits for the next interval or a trigger (an admin's confirmed
 // sync). Run returns ctx's error.
+//
+// Several instances may run the same source on one store: Run syncs only
+// while it holds the source's lease ("directory:<name>" in the store),
+// which it renews every third of its TTL. Without it, Run tries again
+// every third of the TTL, so that it takes over within about a TTL when
+// the holder dies; when it loses it (a renewal fails, another instance
+// took it), it stops syncing and goes back to waiting. A Run that ends
+// releases the lease.
 func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
+	name, ttl := s.leaseName(), s.leaseTTL
+	for {
+		next, err := s.awaitLease(ctx, hooks)
+		if err != nil {
+			return err
+		}
+		s.log.Info("directory sync lease taken; this instance syncs the source", "holder", s.holder)
+		hctx, cancel := context.WithCancel(ctx)
+		renewed := make(chan struct{})
+		go func() {
+			defer close(renewed)
+			s.renewLease(hctx, cancel, next)
+		}()
+		if hooks.Lease != nil {
+			hooks.Lease(true)
+		}
+		_ = s.runHeld(hctx, hooks) // it returns hctx's error
+		cancel()
+		<-renewed
+		if ctx.Err() != nil {
+			if !s.keepLease {
+				rctx, done := context.WithTimeout(context.WithoutCancel(ctx), ttl)
+				if err := s.store.ReleaseLease(rctx, name, s.holder); err != nil {
+					s.log.Warn("releasing the directory sync lease; another instance takes over when it expires", "err", err)
+				}
+				done()
+			}
+			return ctx.Err()
+		}
+		s.log.Warn("lost the directory sync lease; this instance stops syncing the source")
+	}
+}
+
+// leaseName is the name of the source's lease in the store.
+func (s *Source) leaseName() string { return "directory:" + s.cfg.Name }
+
+// awaitLease returns once Run holds the source's lease, with the timer of
+// its first renewal; it tries every third of the TTL.
+func (s *Source) awaitLease(ctx context.Context, hooks RunHooks) (<-chan time.Time, error) {
+	for {
+		timer := s.clock.After(s.leaseTTL / 3)
+		held, err := s.store.AcquireLease(ctx, s.leaseName(), s.holder, s.now(), s.leaseTTL)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("directory sync lease: the store did not answer; trying again", "err", err)
+		}
+		if held && err == nil {
+			return timer, nil
+		}
+		if hooks.Lease != nil {
+			hooks.Lease(false)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer:
+		}
+	}
+}
+
+// renewLease renews the lease when timer fires and every third of the TTL
+// after, until ctx ends; when a renewal fails it cancels the sync (lost).
+func (s *Source) renewLease(ctx context.Context, lost context.CancelFunc, timer <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer:
+		}
+		timer = s.clock.After(s.leaseTTL / 3)
+		held, err := s.store.AcquireLease(ctx, s.leaseName(), s.holder, s.now(), s.leaseTTL)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || !held {
+			if err == nil {
+				err = errors.New("another instance holds the lease")
+			}
+			s.log.Warn("directory sync lease not renewed", "err", err)
+			lost()
+			return
+		}
+	}
+}
+
+// runHeld is Run while the lease is held: it returns when ctx ends.
+func (s *Source) runHeld(ctx context.Context, hooks RunHooks) error {
 	failures := 0
 	fail := func(err error) error {
 		failures++

@@ -2,12 +2,15 @@ package directory
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +46,44 @@ type Source struct {
 	// removalsSinceFull counts incremental removals since the last full
 	// sync, for the guard.
 	removalsSinceFull int
+
+	// holder names this Run among the instances that share the store; Run
+	// syncs only while holder holds the source's lease, of leaseTTL.
+	holder   string
+	leaseTTL time.Duration
+	// keepLease leaves the lease in the store when Run ends, as a crash
+	// would (tests).
+	keepLease bool
+}
+
+// DefaultLeaseTTL is how long a directory sync lease lasts without
+// renewal: an instance that dies is replaced within about this long.
+const DefaultLeaseTTL = 30 * time.Second
+
+// WithLease sets the holder id Run takes the source's lease under (by
+// default the host name, the process id and a random part) and the lease's
+// TTL (zero: DefaultLeaseTTL).
+func WithLease(holder string, ttl time.Duration) Option {
+	return func(s *Source) {
+		if holder != "" {
+			s.holder = holder
+		}
+		if ttl > 0 {
+			s.leaseTTL = ttl
+		}
+	}
+}
+
+// defaultHolder is this process's lease holder id: host name, process id
+// and a random part (two sources, or two Runs, never share one).
+func defaultHolder() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Option changes how NewSource builds a Source.
@@ -66,7 +107,8 @@ func NewSource(cfg SourceConfig, svc *flows.Service, opts ...Option) (*Source, e
 		return nil, fmt.Errorf("directory source %q: %w", cfg.Name, err)
 	}
 	s := &Source{cfg: cfg, flows: svc, store: svc.Store(), clock: flows.SystemClock{}, log: slog.Default(),
-		mapper: m, filter: cfg.searchFilter(), trigger: make(chan struct{}, 1)}
+		mapper: m, filter: cfg.searchFilter(), trigger: make(chan struct{}, 1),
+		holder: defaultHolder(), leaseTTL: DefaultLeaseTTL}
 	for _, o := range opts {
 		o(s)
 	}
