@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keystep/keystep/directory"
+	"github.com/keystep/keystep/flows"
 )
 
 // PathMetrics is where Prometheus scrapes keystep (with an admin token).
@@ -17,8 +18,8 @@ const PathMetrics = "/metrics"
 // scrape reads the store, so strangers may not trigger it; Prometheus sends
 // the token with authorization: {credentials_file: …}).
 func (s *Server) routeMetrics() {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(directoryCollector{sources: s.directory, timeout: healthTimeout})
+	reg := s.tel.reg
+	reg.MustRegister(directoryCollector{sources: s.directory, timeout: healthTimeout, clock: s.clock})
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	s.mux.HandleFunc("GET "+PathMetrics, s.authAdmin(h.ServeHTTP))
 }
@@ -28,6 +29,7 @@ func (s *Server) routeMetrics() {
 type directoryCollector struct {
 	sources []*directory.Source
 	timeout time.Duration
+	clock   flows.Clock
 }
 
 var (
@@ -45,11 +47,13 @@ var (
 		"How many users the source's last full sync read.", []string{"source"}, nil)
 	dirLastChange = prometheus.NewDesc("keystep_directory_last_change_timestamp_seconds",
 		"When the incremental sync last applied a change from the source.", []string{"source"}, nil)
+	dirLag = prometheus.NewDesc("keystep_directory_lag_seconds",
+		"Time since the source's last full sync finished or its incremental sync last applied a change, whichever is later (absent before either).", []string{"source"}, nil)
 )
 
 // Describe sends the descriptions of the directory metrics.
 func (directoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dirUp, dirHealth, dirFailures, dirLastFull, dirLastFullDuration, dirLastFullEntries, dirLastChange} {
+	for _, d := range []*prometheus.Desc{dirUp, dirHealth, dirFailures, dirLastFull, dirLastFullDuration, dirLastFullEntries, dirLastChange, dirLag} {
 		ch <- d
 	}
 }
@@ -86,5 +90,22 @@ func (c directoryCollector) Collect(ch chan<- prometheus.Metric) {
 		if !st.LastChange.IsZero() {
 			ch <- prometheus.MustNewConstMetric(dirLastChange, prometheus.GaugeValue, float64(st.LastChange.UnixNano())/1e9, name)
 		}
+		if last := lastSync(st); !last.IsZero() {
+			ch <- prometheus.MustNewConstMetric(dirLag, prometheus.GaugeValue, max(0, c.clock.Now().Sub(last).Seconds()), name)
+		}
 	}
+}
+
+// lastSync is when the source's state was last brought up to date: its
+// last full sync's end or its last incremental change, whichever is later
+// (zero: neither yet).
+func lastSync(st directory.Status) time.Time {
+	var last time.Time
+	if f := st.LastFull; f != nil {
+		last = f.Finished
+	}
+	if st.LastChange.After(last) {
+		last = st.LastChange
+	}
+	return last
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/keystep/keystep/provider/api"
 )
@@ -45,6 +46,8 @@ var securityHeaders = map[string]string{
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := newRequestID()
+		start := time.Now()
+		r, span := s.tel.startRequest(r, id)
 		h := w.Header()
 		for k, v := range securityHeaders {
 			h.Set(k, v)
@@ -52,6 +55,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		h.Set(HeaderRequestID, id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 		tw := &trackingWriter{ResponseWriter: w}
+		// Counted (and the span ended) last, once a panic is answered; the
+		// mux has set r.Pattern by then.
+		defer func() { s.tel.observeRequest(r, span, r.Pattern, tw.code, start) }()
 		defer func() {
 			v := recover()
 			if v == nil {
@@ -60,7 +66,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic in handler", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			s.log.ErrorContext(r.Context(), "panic in handler", "request_id", id, "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if tw.wrote {
 				panic(http.ErrAbortHandler) // too late for a clean answer: cut the connection
@@ -71,21 +77,25 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
-// trackingWriter remembers whether the response has started.
+// trackingWriter remembers whether the response has started, and its
+// status code.
 type trackingWriter struct {
 	http.ResponseWriter
 	wrote bool
+	code  int
 }
 
 func (t *trackingWriter) WriteHeader(code int) {
-	if code >= 200 {
-		t.wrote = true
+	if code >= 200 && !t.wrote {
+		t.wrote, t.code = true, code
 	}
 	t.ResponseWriter.WriteHeader(code)
 }
 
 func (t *trackingWriter) Write(b []byte) (int, error) {
-	t.wrote = true
+	if !t.wrote {
+		t.wrote, t.code = true, http.StatusOK
+	}
 	return t.ResponseWriter.Write(b)
 }
 

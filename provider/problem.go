@@ -153,9 +153,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	id := requestID(r.Context())
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		s.log.Debug("client went away", "request_id", id, "method", r.Method, "path", r.URL.Path)
+		s.log.DebugContext(r.Context(), "client went away", "request_id", id, "method", r.Method, "path", r.URL.Path)
 	} else {
-		s.log.Error("internal error", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "internal error", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeProblem(w, internalProblem(id))
 }

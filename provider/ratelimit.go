@@ -37,6 +37,7 @@ type limiter struct {
 	clock flows.Clock
 	burst float64
 	every time.Duration
+	hit   func() // told of each refusal (the metrics); nil: no one
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -73,6 +74,9 @@ func (l *limiter) take(key string) time.Duration {
 	}
 	l.refill(b, now)
 	if b.tokens < 1 {
+		if l.hit != nil {
+			l.hit()
+		}
 		return time.Duration((1 - b.tokens) * float64(l.every))
 	}
 	b.tokens--

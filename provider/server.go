@@ -57,6 +57,16 @@ type Options struct {
 	// sync the admin API shows and starts, and /healthz reports; their
 	// names must differ. The caller runs them (Source.Run).
 	Directory []*directory.Source
+	// OptionalDirectories names the sources of Directory that /readyz does
+	// not wait for: without them, keystep is not ready until each source
+	// has finished a sync.
+	OptionalDirectories []string
+	// ReadyTimeout bounds each check of /readyz (default 2 s).
+	ReadyTimeout time.Duration
+	// Telemetry is the metrics (and tracer) that /metrics serves; give the
+	// same one to flows (flows.WithObserver) and to the store
+	// (storetiming.Wrap). nil: New makes one, which sees only HTTP.
+	Telemetry *Telemetry
 }
 
 // MinAdminTokenLen is the shortest admin token New accepts.
@@ -77,6 +87,10 @@ type Server struct {
 	adminLimit  *limiter // failed admin authentications, per client address
 
 	directory []*directory.Source // in the configuration's order
+	optional  map[string]bool     // directory sources /readyz does not wait for
+
+	tel          *Telemetry
+	readyTimeout time.Duration
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -108,6 +122,25 @@ func New(o Options) (*Server, error) {
 		}
 		seen[src.Name()] = true
 	}
+	optional := map[string]bool{}
+	for _, name := range o.OptionalDirectories {
+		if !seen[name] {
+			return nil, fmt.Errorf("provider: optional directory source %q is not a directory source", name)
+		}
+		optional[name] = true
+	}
+	if o.ReadyTimeout < 0 {
+		return nil, errors.New("provider: Options.ReadyTimeout must not be negative")
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = defaultReadyTimeout
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = NewTelemetry(TelemetryOptions{})
+	}
+	if !o.Telemetry.used.CompareAndSwap(false, true) {
+		return nil, errors.New("provider: Options.Telemetry serves another Server already")
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -123,18 +156,25 @@ func New(o Options) (*Server, error) {
 
 		trustedProxies: proxies,
 		directory:      slices.Clone(o.Directory),
+		optional:       optional,
+		tel:            o.Telemetry,
+		readyTimeout:   o.ReadyTimeout,
 
 		enrollLimit: newLimiter(o.Clock, enrollBurst, enrollEvery),
 		deviceLimit: newLimiter(o.Clock, deviceAuthBurst, deviceAuthEvery),
 		adminLimit:  newLimiter(o.Clock, adminAuthBurst, adminAuthEvery),
 		mux:         http.NewServeMux(),
 	}
+	s.enrollLimit.hit = func() { s.tel.RateLimited("enroll") }
+	s.deviceLimit.hit = func() { s.tel.RateLimited("device-auth") }
+	s.adminLimit.hit = func() { s.tel.RateLimited("admin-auth") }
 	s.routeDevice()
 	s.routeAdmin()
 	s.routeCodes()
 	s.routeDirectory()
 	s.routeMetrics()
 	s.mux.HandleFunc("GET "+api.PathHealth, s.health)
+	s.mux.HandleFunc("GET "+PathReady, s.ready)
 	s.handler = s.guard(s.routeMisses(s.mux))
 	return s, nil
 }
@@ -164,7 +204,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	if err := s.pingStore(ctx); err != nil {
-		s.log.Error("health check failed", "request_id", requestID(r.Context()), "err", err)
+		s.log.ErrorContext(r.Context(), "health check failed", "request_id", requestID(r.Context()), "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, healthAnswer{Status: "unavailable"})
 		return
 	}
@@ -176,7 +216,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		health := "unknown"
 		st, err := src.Status(ctx)
 		if err != nil {
-			s.log.Error("health check: directory status", "request_id", requestID(r.Context()), "directory", src.Name(), "err", err)
+			s.log.ErrorContext(r.Context(), "health check: directory status", "request_id", requestID(r.Context()), "directory", src.Name(), "err", err)
 		} else {
 			health = st.Health
 		}

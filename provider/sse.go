@@ -51,7 +51,7 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 	rc := http.NewResponseController(w)
 	st := &stream{w: w, rc: rc, known: map[string]flows.SignIn{}}
 	if err := st.armDeadline(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Warn("request stream: cannot set the write deadline", "request_id", requestID(ctx), "err", err)
+		s.log.WarnContext(ctx, "request stream: cannot set the write deadline", "request_id", requestID(ctx), "err", err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -87,7 +87,7 @@ func (s *Server) requestStream(w http.ResponseWriter, r *http.Request, _ []byte,
 		}
 		if err != nil {
 			if !errors.Is(err, errStreamOver) && ctx.Err() == nil {
-				s.log.Error("request stream", "request_id", requestID(ctx), "device", d.ID, "err", err)
+				s.log.ErrorContext(ctx, "request stream", "request_id", requestID(ctx), "device", d.ID, "err", err)
 			}
 			return
 		}
