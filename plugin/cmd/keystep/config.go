@@ -47,6 +47,12 @@ type Config struct {
 	SAML SAMLConfig
 	// Directory is the company directory the accounts follow.
 	Directory DirectoryConfig
+	// LogFormat is text (the default) or json (one object a line).
+	LogFormat string
+	// Tracing is OpenTelemetry tracing (off without an endpoint).
+	Tracing TracingConfig
+	// Readiness is what /readyz waits for.
+	Readiness ReadinessConfig
 	// InsecureDev allows an http:// public URL on a non-loopback host and
 	// cookies without Secure (--insecure-dev; never in production).
 	InsecureDev bool
@@ -96,6 +102,7 @@ var configEnv = []struct{ name, key string }{
 	{"KEYSTEP_DATA_DIR", "data_dir"},
 	{"KEYSTEP_STORE_DRIVER", "store.driver"},
 	{"KEYSTEP_STORE_DSN", "store.dsn"},
+	{"KEYSTEP_LOG_FORMAT", "log_format"},
 }
 
 // defaultConfig is the working single-machine configuration.
@@ -188,6 +195,8 @@ func (c *Config) setString(key, v, source string) {
 		c.Store.Driver = v
 	case "store.dsn":
 		c.Store.DSN = v
+	case "log_format":
+		c.LogFormat = v
 	default:
 		if !c.setCodesString(key, v) {
 			panic("keystep: no such string key " + key)
@@ -347,6 +356,7 @@ func (c *Config) schema() schema {
 	maps.Copy(s, c.oidcSchema())
 	maps.Copy(s, c.samlSchema())
 	maps.Copy(s, c.directorySchema())
+	maps.Copy(s, c.observabilitySchema())
 	return s
 }
 
@@ -595,6 +605,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateOIDC()...)
 	errs = append(errs, c.validateSAML()...)
 	errs = append(errs, c.validateDirectory()...)
+	errs = append(errs, c.validateObservability()...)
 	return errors.Join(errs...)
 }
 

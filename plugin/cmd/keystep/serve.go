@@ -29,6 +29,8 @@ import (
 	"github.com/keystep/keystep/flows/store/postgres/pgevents"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/provider"
+	"github.com/keystep/keystep/provider/console"
+	"github.com/keystep/keystep/provider/storetiming"
 )
 
 // Server timeouts. There is no WriteTimeout: the request stream and the
@@ -121,17 +123,27 @@ type serveMode struct {
 
 // serveWith is serve, changed by mode.
 func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Senders, pusher flows.PushSender, mode serveMode) error {
+	jsonLogs := mode.jsonLogs || cfg.LogFormat == logFormatJSON
 	handler := func(o *slog.HandlerOptions) slog.Handler {
-		if mode.jsonLogs {
-			return slog.NewJSONHandler(stderr, o)
+		if jsonLogs {
+			return provider.LogHandler(slog.NewJSONHandler(stderr, o))
 		}
-		return slog.NewTextHandler(stderr, o)
+		return provider.LogHandler(slog.NewTextHandler(stderr, o))
 	}
 	log := slog.New(handler(nil))
 	// Libraries that log through slog's default (zitadel/oidc) log here
 	// too, without the request values they would print (state, URLs that
 	// carry codes, hints).
 	slog.SetDefault(slog.New(handler(&slog.HandlerOptions{ReplaceAttr: dropRequestSecrets})))
+
+	// Observability: tracing (off without tracing.otlp_endpoint), and the
+	// metrics that the flows, the store and the server report to.
+	tracer, stopTracing, err := cfg.startTracing(log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(stopTracing, log)
+	tel := provider.NewTelemetry(provider.TelemetryOptions{Tracer: tracer})
 
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -199,7 +211,8 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 		defer ev.Close()
 		opts = append(opts, flows.WithEvents(ev))
 	}
-	svc, err := flows.New(store, fc, append(opts, flows.WithLogger(log))...)
+	opts = append(opts, flows.WithObserver(tel))
+	svc, err := flows.New(storetiming.Wrap(store, tel), fc, append(opts, flows.WithLogger(log))...)
 	if err != nil {
 		return err
 	}
@@ -213,11 +226,15 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 		return err
 	}
 	p, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins, TrustedProxies: cfg.TrustedProxies, Logger: log, Clock: flows.SystemClock{},
-		Directory: dirSources})
+		Directory: dirSources,
+		Telemetry: tel, OptionalDirectories: cfg.Readiness.OptionalDirectories})
 	if err != nil {
 		return err
 	}
 	if err := mountFederation(ctx, cfg, p, svc, codeKey, publicURL, dataDir, log); err != nil {
+		return err
+	}
+	if _, err := console.Mount(console.Options{Server: p, Flows: svc, Secure: strings.HasPrefix(publicURL, "https:") || !cfg.InsecureDev, Logger: log}); err != nil {
 		return err
 	}
 
@@ -263,7 +280,7 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 	cfgFlows := svc.Config()
 	log.Info("public URL (devices sign it; it must be the URL they use)", "public_url", publicURL,
 		"number_digits", cfgFlows.NumberDigits, "signin_ttl", cfgFlows.SignInTTL, "invitation_ttl", formatDuration(cfgFlows.InvitationTTL))
-	if mode.jsonLogs {
+	if jsonLogs {
 		log.Info("keystep listening", "address", "http://"+ln.Addr().String())
 	} else {
 		fmt.Fprintf(stderr, "keystep listening on http://%s\n", ln.Addr())
