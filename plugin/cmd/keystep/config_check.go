@@ -309,10 +309,22 @@ func (c *Config) checkSenderFiles(bad func(key string, line int, err error)) []e
 			if !ok || !strings.HasPrefix(key, section.name) || strings.Contains(key, " ") {
 				key, rest = section.name, msg
 			}
-			errs = append(errs, c.keyError(key, "%s", rest))
+			errs = append(errs, c.keyErrorAt(key, c.sectionLine(section.name), "%s", rest))
 		}
 	}
 	return errs
+}
+
+// sectionLine is the first line of the file that sets a key of section
+// (0: none).
+func (c *Config) sectionLine(section string) int {
+	line := 0
+	for k, l := range c.lines {
+		if strings.HasPrefix(k, section+".") && l > 0 && (line == 0 || l < line) {
+			line = l
+		}
+	}
+	return line
 }
 
 // checkCAFile reads a file of PEM CA certificates.
