@@ -134,6 +134,8 @@ func TestMetricsCountSignIns(t *testing.T) {
 	ch = e.testSignIn("alice", "email")
 	decode[api.SentCode](t, e.admin("POST", sendCodePath(ch.ID), api.SendCodeRequest{Channel: "email"}), http.StatusOK)
 	wantProblem(t, e.admin("POST", sendCodePath(ch.ID), api.SendCodeRequest{Channel: "email"}), http.StatusTooManyRequests, api.ProblemRateLimited)
+	// The phone is lost: the pending email sign-in is cancelled with it.
+	decode[api.UnregisterAllResult](t, e.admin("POST", userPath(api.PathDevicesUnregAll, "alice"), api.Unregister{Reason: "lost"}), http.StatusOK)
 	// Bad admin tokens past the burst.
 	for range adminAuthBurst + 1 {
 		e.adminAs("wrong-token-wrong-token-wrong", "GET", api.PathUsers, nil).Body.Close()
@@ -154,6 +156,7 @@ func TestMetricsCountSignIns(t *testing.T) {
 		{"keystep_signins_finished_total", map[string]string{"method": "push", "outcome": "fraud"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "none", "outcome": "expired"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "override", "outcome": "approved"}, 1},
+		{"keystep_signins_finished_total", map[string]string{"method": "none", "outcome": "cancelled"}, 1},
 		{"keystep_signin_decision_seconds", map[string]string{"method": "push"}, 3},
 		{"keystep_signin_decision_seconds", map[string]string{"method": "override"}, 1},
 		{"keystep_fraud_reports_total", map[string]string{}, 1},
