@@ -79,6 +79,24 @@ func TestLoginSessionLogout(t *testing.T) {
 	if ev := e.lastEvent("console.login"); ev.Actor != "admin:alice-admin" {
 		t.Errorf("login audited as %+v", ev)
 	}
+	// Logging in again replaces the session: the old cookie is dead.
+	first := b.Client.Jar.Cookies(home.URL)
+	for _, c := range first {
+		c.Path = "/"
+	}
+	b2 := e.browser()
+	form := b2.Get(e.url("/console/login")).Form(t, "/console/login")
+	b2.Client.Jar.SetCookies(home.URL, first) // the signed-in browser, with a login form
+	if p := b2.Submit(form, url.Values{"token": {aliceToken}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("second login: %d", p.Status)
+	}
+	stale := e.browser()
+	stale.Client.Jar.SetCookies(home.URL, first)
+	if p := stale.Get(e.url("/console/users")); p.Status != http.StatusSeeOther {
+		t.Errorf("the replaced session still works: %d", p.Status)
+	}
+	b = b2
+	home = b.Get(e.url("/console/"))
 	// The session's cookie, kept aside, is dead after logout.
 	old := b.Client.Jar.Cookies(home.URL)
 	p = b.Submit(home.Form(t, "/console/logout"), nil)

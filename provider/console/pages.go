@@ -141,6 +141,9 @@ func (c *Console) login(q *req) {
 		c.showLogin(q, http.StatusUnauthorized, "That is not an admin token.")
 		return
 	}
+	if old := c.sess.load(q.r); old != nil {
+		c.sess.drop(old.id) // a new login replaces the browser's session
+	}
 	s, err := c.sess.start(q.w, q.r, admin)
 	if err != nil {
 		c.fail(q, "start a session", err)
