@@ -172,7 +172,8 @@ func (c *Config) checkServe() []error {
 }
 
 // checkFiles reads every file the configuration names, as keystep serve
-// would, and returns an error for each that it could not use.
+// would, and returns an error for each that it could not use. (The
+// tracing headers file, keys and secrets; not the store.)
 func (c *Config) checkFiles(lookupEnv func(string) (string, bool)) []error {
 	var errs []error
 	bad := func(key string, line int, err error) {
@@ -208,6 +209,11 @@ func (c *Config) checkFiles(lookupEnv func(string) (string, bool)) []error {
 	if c.Codes.KeyFile != "" {
 		if _, err := readCodeKey(c.Codes.KeyFile); err != nil {
 			bad("codes.key_file", 0, err)
+		}
+	}
+	if c.Tracing.HeadersFile != "" {
+		if _, err := readHeadersFile(c.Tracing.HeadersFile); err != nil {
+			bad("tracing.headers_file", 0, errors.New(strings.TrimPrefix(strings.TrimPrefix(err.Error(), "tracing.headers_file: "), "tracing.headers_file ")))
 		}
 	}
 	if c.Alerts.WebhookSecretFile != "" {

@@ -192,6 +192,7 @@ func writeExampleFiles(t *testing.T, dir string) {
 	for _, name := range []string{"alice-admin-token", "smtp-password", "twilio-auth-token", "keycloak.secret", "ldap-password"} {
 		write(name, secret)
 	}
+	write("otlp-headers", []byte("Authorization: Bearer "+strings.TrimSpace(string(secret))+"\n"))
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
