@@ -8,7 +8,9 @@
 // no data (flows re-reads the store), so a lost one costs only latency:
 // when the listening connection drops, and again once it is back, every
 // local subscriber is woken so that it re-checks the store, and flows.Await
-// re-reads on its own every flows.AwaitRecheck.
+// re-reads on its own every flows.AwaitRecheck. A listening connection
+// quiet for 30 s is pinged, so that one the network dropped silently is
+// replaced too.
 package pgevents
 
 import (
@@ -42,8 +44,14 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-// publishTimeout bounds one pg_notify.
-const publishTimeout = 5 * time.Second
+// Timeouts of the connections.
+const (
+	publishTimeout = 5 * time.Second  // one pg_notify
+	connectTimeout = 10 * time.Second // opening the listening connection
+	idlePing       = 30 * time.Second // a quiet listening connection is pinged this often
+	pingTimeout    = 5 * time.Second
+	closeTimeout   = time.Second
+)
 
 // Events is flows.Events shared by every instance on one database. Close
 // it when done.
@@ -63,6 +71,10 @@ type Events struct {
 	// state, if set, is told when the listening connection comes up
 	// (true) or goes down (false); tests follow the listener with it.
 	state func(connected bool, backendPID uint32)
+	// idle is how long the listening connection may stay quiet before a
+	// ping (idlePing; tests shorten it), and pinged is told of each ping.
+	idle   time.Duration
+	pinged func(error)
 }
 
 // Option changes how Open builds Events.
@@ -88,7 +100,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Events, error) {
 		return nil, fmt.Errorf("pgevents: instance id: %w", err)
 	}
 	e := &Events{dsn: dsn, id: hex.EncodeToString(b[:]), clock: flows.SystemClock{}, log: slog.Default(),
-		subs: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
+		subs: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{}), idle: idlePing}
 	for _, o := range opts {
 		o(e)
 	}
@@ -191,6 +203,8 @@ func signal(ch chan struct{}) {
 
 // connect opens the listening connection.
 func (e *Events) connect(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgevents: listening connection: %w", err)
@@ -214,7 +228,9 @@ func (e *Events) listen(ctx context.Context, conn *pgx.Conn) {
 				e.state(true, conn.PgConn().PID())
 			}
 			err := e.receive(ctx, conn)
-			_ = conn.Close(context.WithoutCancel(ctx))
+			cctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			_ = conn.Close(cctx)
+			cancel()
 			conn = nil
 			if ctx.Err() != nil {
 				return
@@ -248,10 +264,27 @@ func (e *Events) listen(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
-// receive fans the notifications of conn out until it fails.
+// receive fans the notifications of conn out until it fails. A
+// connection quiet for idlePing is pinged, so that one the network lost
+// without a word is noticed (and replaced) within seconds.
 func (e *Events) receive(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wctx, cancel := context.WithTimeout(ctx, e.idle)
+		n, err := conn.WaitForNotification(wctx)
+		idle := wctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err != nil && idle { // pgx keeps the connection after a timeout
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err = conn.Ping(pctx)
+			cancel()
+			if e.pinged != nil {
+				e.pinged(err)
+			}
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

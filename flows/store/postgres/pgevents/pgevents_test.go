@@ -147,3 +147,33 @@ func TestOpenUnreachable(t *testing.T) {
 		t.Fatal("opened an unreachable database")
 	}
 }
+
+// A quiet listening connection is pinged, and keeps receiving after.
+func TestIdlePing(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	pings := make(chan error, 100)
+	b := open(t, dsn, func(e *Events) {
+		e.idle = time.Millisecond
+		e.pinged = func(err error) {
+			select {
+			case pings <- err:
+			default:
+			}
+		}
+	})
+	a := open(t, dsn)
+	sub, stop := b.Subscribe("signin/p")
+	defer stop()
+	for range 3 {
+		select {
+		case err := <-pings:
+			if err != nil {
+				t.Fatalf("ping: %v", err)
+			}
+		case <-time.After(hang):
+			t.Fatal("no ping of the quiet connection")
+		}
+	}
+	a.Publish("signin/p")
+	woken(t, sub, "after the pings")
+}
