@@ -113,7 +113,7 @@ func (s *Source) leaseName() string { return "directory:" + s.cfg.Name }
 // awaitLease returns once Run holds the source's lease, with the timer of
 // its first renewal; it tries every third of the TTL.
 func (s *Source) awaitLease(ctx context.Context, hooks RunHooks) (<-chan time.Time, error) {
-	for {
+	for logged := false; ; {
 		timer := s.clock.After(s.leaseTTL / 3)
 		held, err := s.store.AcquireLease(ctx, s.leaseName(), s.holder, s.now(), s.leaseTTL)
 		if err != nil && ctx.Err() == nil {
@@ -121,6 +121,11 @@ func (s *Source) awaitLease(ctx context.Context, hooks RunHooks) (<-chan time.Ti
 		}
 		if held && err == nil {
 			return timer, nil
+		}
+		if err == nil && !logged {
+			s.log.Info("another instance holds the directory sync lease; this one takes over if it stops renewing it",
+				"holder", s.holder, "retry_every", s.leaseTTL/3)
+			logged = true
 		}
 		if hooks.Lease != nil {
 			hooks.Lease(false)
