@@ -247,6 +247,7 @@ func (s *Service) trySetState(ctx context.Context, actor, id string, to AccountS
 	for _, sid := range cancelled {
 		s.events.Publish(signInTopic(sid))
 	}
+	s.cancelledMany(len(cancelled))
 	return a, changed, nil
 }
 

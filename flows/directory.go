@@ -97,6 +97,7 @@ func (s *Service) ApplyDirectoryEntry(ctx context.Context, actor, source string,
 	for _, sid := range cancelled {
 		s.events.Publish(signInTopic(sid))
 	}
+	s.cancelledMany(len(cancelled))
 	return res, nil
 }
 

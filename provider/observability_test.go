@@ -136,6 +136,9 @@ func TestMetricsCountSignIns(t *testing.T) {
 	wantProblem(t, e.admin("POST", sendCodePath(ch.ID), api.SendCodeRequest{Channel: "email"}), http.StatusTooManyRequests, api.ProblemRateLimited)
 	// The phone is lost: the pending email sign-in is cancelled with it.
 	decode[api.UnregisterAllResult](t, e.admin("POST", userPath(api.PathDevicesUnregAll, "alice"), api.Unregister{Reason: "lost"}), http.StatusOK)
+	// Suspending the account cancels its pending override sign-in.
+	e.testSignIn("alice", "override")
+	decode[api.User](t, e.admin("POST", userPath(api.PathUserSuspend, "alice"), api.StateChange{Reason: "left"}), http.StatusOK)
 	// Bad admin tokens past the burst.
 	for range adminAuthBurst + 1 {
 		e.adminAs("wrong-token-wrong-token-wrong", "GET", api.PathUsers, nil).Body.Close()
@@ -149,21 +152,21 @@ func TestMetricsCountSignIns(t *testing.T) {
 	}{
 		{"keystep_signins_started_total", map[string]string{"methods": "push+qr"}, 3},
 		{"keystep_signins_started_total", map[string]string{"methods": "qr"}, 1},
-		{"keystep_signins_started_total", map[string]string{"methods": "override"}, 1},
+		{"keystep_signins_started_total", map[string]string{"methods": "override"}, 2},
 		{"keystep_signins_started_total", map[string]string{"methods": "email"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "push", "outcome": "approved"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "push", "outcome": "denied"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "push", "outcome": "fraud"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "none", "outcome": "expired"}, 1},
 		{"keystep_signins_finished_total", map[string]string{"method": "override", "outcome": "approved"}, 1},
-		{"keystep_signins_finished_total", map[string]string{"method": "none", "outcome": "cancelled"}, 1},
+		{"keystep_signins_finished_total", map[string]string{"method": "none", "outcome": "cancelled"}, 2},
 		{"keystep_signin_decision_seconds", map[string]string{"method": "push"}, 3},
 		{"keystep_signin_decision_seconds", map[string]string{"method": "override"}, 1},
 		{"keystep_fraud_reports_total", map[string]string{}, 1},
 		{"keystep_rate_limited_total", map[string]string{"limit": flows.LimitPushFraud}, 1},
 		{"keystep_rate_limited_total", map[string]string{"limit": flows.LimitOTPCooldown}, 1},
 		{"keystep_rate_limited_total", map[string]string{"limit": "admin-auth"}, 1},
-		{"keystep_http_requests_total", map[string]string{"route": api.PathTestSignIn, "code": "201"}, 6},
+		{"keystep_http_requests_total", map[string]string{"route": api.PathTestSignIn, "code": "201"}, 7},
 		{"keystep_http_requests_total", map[string]string{"route": api.PathSendCode, "code": "429"}, 1},
 	} {
 		if got := metricValue(fams, c.name, c.labels); got != c.want {
