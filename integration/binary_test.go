@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keystep/keystep/internal/pgtest"
 )
 
 // keystepBin is the binary built once for the whole package.
@@ -35,6 +37,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if err := pgtest.Shutdown(); err != nil { // the PostgreSQL the tests shared, and its files
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -83,6 +83,10 @@ func DSN(t testing.TB) string {
 	return dsn
 }
 
+// Shutdown stops the shared server and removes its files, for a TestMain
+// that cannot hand its m.Run to Main.
+func Shutdown() error { return shutdown() }
+
 // Main runs the tests and then stops the private server, if one was
 // started, and exits. Call it from TestMain:
 //
