@@ -26,7 +26,7 @@ func (p *Provider) limitAuthorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := ratelimit.Key(p.clientIP(r))
 		if wait := p.authorizeHits.Hit(ip, p.clock.Now()); wait > 0 {
-			p.log.Warn("too many auth requests from one address", "ip", ip)
+			p.log.WarnContext(r.Context(), "too many auth requests from one address", "ip", ip)
 			tooMany(w, wait)
 			return
 		}

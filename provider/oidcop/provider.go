@@ -296,7 +296,7 @@ func (p *Provider) nameUser(ctx context.Context, c *client, req *oidc.AuthReques
 	case NameByIDTokenHint:
 		claims, err := c.hints.verify(ctx, req.IDTokenHint)
 		if err != nil {
-			p.log.Info("id_token_hint refused", "client_id", c.cfg.ID, "err", err)
+			p.log.InfoContext(ctx, "id_token_hint refused", "client_id", c.cfg.ID, "err", err)
 			return flows.Account{}, "", nil, oidc.ErrInvalidRequest().WithDescription("id_token_hint is missing or cannot be verified")
 		}
 		value := claimString(claims, c.cfg.HintClaim)

@@ -91,7 +91,7 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
-	s.p.log.Info("auth request", "id", id, "client_id", c.cfg.ID, "account", a.ID, "client_request_id", data.ClientRequestID)
+	s.p.log.InfoContext(ctx, "auth request", "id", id, "client_id", c.cfg.ID, "account", a.ID, "client_request_id", data.ClientRequestID)
 	return op.NewRedirect(s.p.stepURL(id)), nil
 }
 

@@ -67,7 +67,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 	}
 	sgn, err = p.flows.GetSignIn(ctx, sgn.ID)
 	if err != nil || sgn.ID != ar.SignInID || sgn.AccountID != ar.AccountID || sgn.Status != flows.StatusApproved {
-		p.log.Warn("step completion refused: the sign-in is not this request's approved one", "auth_request", id, "err", err)
+		p.log.WarnContext(ctx, "step completion refused: the sign-in is not this request's approved one", "auth_request", id, "err", err)
 		p.plainError(w, "This sign-in was not approved.", http.StatusBadRequest)
 		return
 	}
@@ -120,7 +120,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 		return
 	}
 	if errors.Is(err, flows.ErrConflict) {
-		p.log.Warn("federated subject is linked to another account", "auth_request", id, "client_id", ar.ClientID)
+		p.log.WarnContext(r.Context(), "federated subject is linked to another account", "auth_request", id, "client_id", ar.ClientID)
 		p.answerError(w, r, ar, oidc.ErrAccessDenied().WithDescription("this user cannot sign in with keystep; contact your IT administrator"))
 		return
 	}
@@ -139,7 +139,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 	if ar.data.State != "" {
 		fields.Set("state", ar.data.State)
 	}
-	p.log.Info("step done", "auth_request", id, "client_id", ar.ClientID, "acr", acr, "amr", amr, "client_request_id", ar.data.ClientRequestID)
+	p.log.InfoContext(r.Context(), "step done", "auth_request", id, "client_id", ar.ClientID, "acr", acr, "amr", amr, "client_request_id", ar.data.ClientRequestID)
 	p.answer(w, r, ar, fields)
 }
 

@@ -60,7 +60,7 @@ func (s storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthReq
 	fr, err := s.p.store().RedeemAuthCode(ctx, flows.HashSecret(code), now)
 	if errors.Is(err, flows.ErrAlreadyUsed) {
 		n, rerr := s.p.store().RevokeGrant(ctx, fr.ID, now)
-		s.p.log.Warn("authorization code used twice: its tokens are revoked", "auth_request", fr.ID, "client_id", fr.ClientID, "revoked", n, "err", rerr)
+		s.p.log.WarnContext(ctx, "authorization code used twice: its tokens are revoked", "auth_request", fr.ID, "client_id", fr.ClientID, "revoked", n, "err", rerr)
 		return nil, fmt.Errorf("code was already used: %w", err)
 	}
 	if err != nil {
@@ -71,7 +71,7 @@ func (s storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthReq
 	}
 	if err := s.p.accountActive(ctx, fr.AccountID); err != nil {
 		n, _ := s.p.store().RevokeGrant(ctx, fr.ID, now)
-		s.p.log.Info("code refused: the account is no longer active", "auth_request", fr.ID, "revoked", n)
+		s.p.log.InfoContext(ctx, "code refused: the account is no longer active", "auth_request", fr.ID, "revoked", n)
 		return nil, err
 	}
 	return newAuthRequest(fr)
@@ -164,7 +164,7 @@ func (s storage) TokenRequestByRefreshToken(ctx context.Context, refresh string)
 	}
 	if t.Revoked() {
 		n, _ := s.p.store().RevokeGrant(ctx, t.GrantID, now)
-		s.p.log.Warn("a rotated refresh token was used again: its grant is revoked", "client_id", t.ClientID, "grant", t.GrantID, "revoked", n)
+		s.p.log.WarnContext(ctx, "a rotated refresh token was used again: its grant is revoked", "client_id", t.ClientID, "grant", t.GrantID, "revoked", n)
 		return nil, op.ErrInvalidRefreshToken
 	}
 	if !now.Before(t.RefreshExp) {

@@ -94,7 +94,7 @@ func (p *Provider) limitSSO(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := ratelimit.Key(p.clientIP(r))
 		if wait := p.ssoHits.Hit(key, p.clock.Now()); wait > 0 {
-			p.log.Warn("saml: too many requests from one address", "ip", key)
+			p.log.WarnContext(r.Context(), "saml: too many requests from one address", "ip", key)
 			ratelimit.TooMany(w, wait)
 			return
 		}

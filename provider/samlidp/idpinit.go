@@ -115,7 +115,7 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := idp.NewIdpInitiatedRequest(r, s.cfg.EntityID, relay)
 	if err != nil {
-		p.log.Warn("saml: IdP-initiated login impossible", "sp", s.cfg.ID, "err", err)
+		p.log.WarnContext(ctx, "saml: IdP-initiated login impossible", "sp", s.cfg.ID, "err", err)
 		plainError(w, "This app cannot be signed in to from here. Go to the app and sign in there.", http.StatusBadRequest)
 		return
 	}
@@ -134,6 +134,6 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		p.internalError(w, "store the request", err)
 		return
 	}
-	p.log.Info("saml: IdP-initiated login; the user takes the step", "sp", s.cfg.ID, "auth_request", id)
+	p.log.InfoContext(ctx, "saml: IdP-initiated login; the user takes the step", "sp", s.cfg.ID, "auth_request", id)
 	http.Redirect(w, r, p.stepPath+id, http.StatusSeeOther)
 }

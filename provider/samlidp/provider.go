@@ -242,9 +242,9 @@ func (p *Provider) Start(ctx context.Context) {
 func (p *Provider) startWith(ctx context.Context, wake func(time.Duration) <-chan time.Time) {
 	for _, s := range p.sps {
 		if err := p.registry.load(ctx, s); err != nil {
-			p.log.Error("saml: service provider disabled until its metadata loads", "sp", s.cfg.ID, "err", err)
+			p.log.ErrorContext(ctx, "saml: service provider disabled until its metadata loads", "sp", s.cfg.ID, "err", err)
 		} else if s.cfg.Encrypt == EncryptAuto && !s.hasEncryptionKey() {
-			p.log.Info("saml: service provider offers no RSA encryption key; its assertions are signed, not encrypted", "sp", s.cfg.ID)
+			p.log.InfoContext(ctx, "saml: service provider offers no RSA encryption key; its assertions are signed, not encrypted", "sp", s.cfg.ID)
 		}
 		go p.registry.refreshLoop(ctx, s, wake)
 	}
@@ -337,11 +337,11 @@ func (p *Provider) baseIDP(now time.Time) *saml.IdentityProvider {
 // to any service provider.
 func (p *Provider) onError(w http.ResponseWriter, r *http.Request, status int, err error) {
 	if status >= 500 {
-		p.log.Error("saml: request failed", "path", r.URL.Path, "status", status, "err", err)
+		p.log.ErrorContext(r.Context(), "saml: request failed", "path", r.URL.Path, "status", status, "err", err)
 		plainError(w, "Something went wrong on our side. Go back to the app and try again.", status)
 		return
 	}
-	p.log.Warn("saml: request refused", "path", r.URL.Path, "status", status, "err", err)
+	p.log.WarnContext(r.Context(), "saml: request refused", "path", r.URL.Path, "status", status, "err", err)
 	plainError(w, "This sign-in request cannot be used. Go back to the app and sign in again.", status)
 }
 

@@ -91,7 +91,7 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 		return nil
 	}
 	refuse := func(e *saml.StatusError) *saml.Session {
-		p.log.Info("saml: request refused with a status", "sp", sp.cfg.ID, "status", e.SecondLevel, "message", e.Message)
+		p.log.InfoContext(r.Context(), "saml: request refused with a status", "sp", sp.cfg.ID, "status", e.SecondLevel, "message", e.Message)
 		if err := idp.SendErrorResponse(w, req, e); err != nil {
 			p.internalError(w, "error response", err)
 		}
@@ -151,7 +151,7 @@ func (s sessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.I
 		p.internalError(w, "store the request", err)
 		return nil
 	}
-	p.log.Info("saml: request accepted; the user takes the step", "sp", sp.cfg.ID, "auth_request", id, "methods", data.Methods)
+	p.log.InfoContext(r.Context(), "saml: request accepted; the user takes the step", "sp", sp.cfg.ID, "auth_request", id, "methods", data.Methods)
 	http.Redirect(w, r, p.stepPath+id, http.StatusSeeOther)
 	return nil
 }

@@ -505,7 +505,7 @@ func (g *registry) refreshLoop(ctx context.Context, s *sp, wake func(time.Durati
 		case <-wake(wait):
 		}
 		if err := g.load(ctx, s); err != nil {
-			g.log.Warn("saml: metadata refresh failed; keeping the last good copy", "sp", s.cfg.ID, "err", err)
+			g.log.WarnContext(ctx, "saml: metadata refresh failed; keeping the last good copy", "sp", s.cfg.ID, "err", err)
 		}
 	}
 }

@@ -119,13 +119,13 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 	}
 	sgn, err = p.flows.GetSignIn(ctx, sgn.ID)
 	if err != nil || sgn.ID != pr.SignInID || sgn.AccountID != pr.AccountID || sgn.Status != flows.StatusApproved {
-		p.log.Warn("saml: step completion refused: the sign-in is not this request's approved one", "auth_request", id, "err", err)
+		p.log.WarnContext(ctx, "saml: step completion refused: the sign-in is not this request's approved one", "auth_request", id, "err", err)
 		plainError(w, "This sign-in was not approved.", http.StatusBadRequest)
 		return
 	}
 	req, err := p.rebuild(ctx, r, pr)
 	if err != nil {
-		p.log.Warn("saml: cannot answer the service provider", "auth_request", id, "err", err)
+		p.log.WarnContext(ctx, "saml: cannot answer the service provider", "auth_request", id, "err", err)
 		plainError(w, "The app that sent you here can no longer be answered. Go back to the app and sign in again.", http.StatusBadRequest)
 		return
 	}
@@ -178,7 +178,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, id string, s
 		p.internalError(w, "complete the request", err)
 		return
 	}
-	p.log.Info("saml: step done", "auth_request", id, "sp", pr.sp.cfg.ID, "class", class, "method", sgn.DecidedBy)
+	p.log.InfoContext(r.Context(), "saml: step done", "auth_request", id, "sp", pr.sp.cfg.ID, "class", class, "method", sgn.DecidedBy)
 	writeForm(w, form)
 }
 
@@ -198,7 +198,7 @@ func (p *Provider) Refuse(w http.ResponseWriter, r *http.Request, id, reason str
 	}
 	req, err := p.rebuild(ctx, r, pr)
 	if err != nil {
-		p.log.Warn("saml: cannot answer the service provider", "auth_request", id, "err", err)
+		p.log.WarnContext(ctx, "saml: cannot answer the service provider", "auth_request", id, "err", err)
 		plainError(w, "The app that sent you here can no longer be answered. Go back to the app and sign in again.", http.StatusBadRequest)
 		return
 	}
@@ -230,7 +230,7 @@ func (p *Provider) sendStatus(w http.ResponseWriter, r *http.Request, req *saml.
 		p.internalError(w, "finish the request", err)
 		return
 	}
-	p.log.Info("saml: answered with an error status", "auth_request", id, "status", e.SecondLevel, "message", e.Message)
+	p.log.InfoContext(r.Context(), "saml: answered with an error status", "auth_request", id, "status", e.SecondLevel, "message", e.Message)
 	if err := req.IDP.SendErrorResponse(w, req, e); err != nil {
 		p.internalError(w, "error response", err)
 	}

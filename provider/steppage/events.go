@@ -90,7 +90,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	arm := func() {
 		if err := rc.SetWriteDeadline(time.Now().Add(eventsWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			h.log.Debug("step events: cannot set the write deadline", "err", err)
+			h.log.DebugContext(r.Context(), "step events: cannot set the write deadline", "err", err)
 		}
 	}
 	arm()
@@ -105,7 +105,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		final, err := h.awaitRound(ctx, id)
 		if err != nil {
 			if ctx.Err() == nil {
-				h.log.Error("step events", "request", st.id, "signin", id, "err", err)
+				h.log.ErrorContext(r.Context(), "step events", "request", st.id, "signin", id, "err", err)
 			}
 			return
 		}

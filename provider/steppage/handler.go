@@ -332,7 +332,7 @@ func (h *Handler) actor(st *step) string {
 func (h *Handler) cancel(ctx context.Context, st *step, signInID, why string) {
 	_, err := h.flows.Cancel(context.WithoutCancel(ctx), h.actor(st), signInID, why)
 	if err != nil && !errors.Is(err, flows.ErrAlreadyDecided) && !errors.Is(err, flows.ErrNotFound) {
-		h.log.Error("step page: cancel sign-in", "request", st.id, "signin", signInID, "err", err)
+		h.log.ErrorContext(ctx, "step page: cancel sign-in", "request", st.id, "signin", signInID, "err", err)
 	}
 }
 
@@ -373,7 +373,7 @@ func (h *Handler) lookupFailed(w http.ResponseWriter, r *http.Request, t *texts,
 // fail logs an unexpected error and answers the error page.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, t *texts, csp, what string, err error) {
 	if r.Context().Err() == nil {
-		h.log.Error("step page: "+what, "path", r.URL.Path, "err", err)
+		h.log.ErrorContext(r.Context(), "step page: "+what, "path", r.URL.Path, "err", err)
 	}
 	h.render(w, r, http.StatusInternalServerError, csp, errorPage(t))
 }

@@ -114,7 +114,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, csp
 	}
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, "page", p); err != nil {
-		h.log.Error("step page: render", "path", r.URL.Path, "err", err)
+		h.log.ErrorContext(r.Context(), "step page: render", "path", r.URL.Path, "err", err)
 		setHeaders(w, csp)
 		http.Error(w, p.T.ErrorText, http.StatusInternalServerError)
 		return

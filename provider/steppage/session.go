@@ -202,7 +202,7 @@ func (h *Handler) newCookieKey(ctx context.Context, now time.Time) (flows.Stored
 	if err := h.flows.Store().CreateKey(ctx, k); err != nil {
 		return flows.StoredKey{}, fmt.Errorf("create cookie key: %w", err)
 	}
-	h.log.Info("made a new session cookie key", "kid", id)
+	h.log.InfoContext(ctx, "made a new session cookie key", "kid", id)
 	return k, nil
 }
 
@@ -221,7 +221,7 @@ func (h *Handler) reloadKeys(ctx context.Context, badCookie bool) bool {
 		return false
 	}
 	if err := h.loadKeys(context.WithoutCancel(ctx)); err != nil {
-		h.log.Error("reloading the session cookie keys", "err", err)
+		h.log.ErrorContext(ctx, "reloading the session cookie keys", "err", err)
 		return false
 	}
 	return true
