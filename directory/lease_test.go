@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -137,5 +138,53 @@ func TestLeaseLost(t *testing.T) {
 	ra.stop()
 	if ok, err := e.store.AcquireLease(e.ctx, "directory:corp", "next", e.clock.Now(), time.Minute); err != nil || !ok {
 		t.Fatalf("the lease after a stopped: held elsewhere %v, %v", !ok, err)
+	}
+}
+
+// TestRequestFullSyncOnAnotherInstance: an admin's request that reaches
+// the instance without the lease (behind a load balancer) is run by the
+// one that holds it, with its confirmation of removals.
+func TestRequestFullSyncOnAnotherInstance(t *testing.T) {
+	e, a, b := twoInstances(t)
+	ra := startLeaseRun(t, e.ctx, a)
+	wantLease(t, "a", ra, true)
+	if err := awaitCh(t, "a's full sync", ra.full); err != nil {
+		t.Fatal(err)
+	}
+	awaitCh(t, "a to follow", ra.following)
+	rb := startLeaseRun(t, e.ctx, b)
+	wantLease(t, "b", rb, false)
+
+	// Requested through b: a runs it, and b does nothing.
+	if err := b.RequestFullSync(e.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := awaitCh(t, "a's requested full sync", ra.full); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.Status(e.ctx); st.Requested != nil {
+		t.Errorf("the request is still pending: %+v", st.Requested)
+	}
+
+	// A removal past the guard, confirmed through b.
+	for i := 1; i <= 3; i++ {
+		e.srv.Delete(t, people(fmt.Sprintf("user%06d", i)))
+	}
+	if err := b.RequestFullSync(e.ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := awaitCh(t, "a's confirmed full sync", ra.full)
+		if err != nil {
+			t.Fatalf("the confirmed sync: %v", err)
+		}
+		if n, _ := e.store.CountDirectoryLinks(e.ctx, "corp"); n == 7 {
+			break
+		}
+	}
+	select {
+	case err := <-rb.full:
+		t.Fatalf("b synced without the lease: %v", err)
+	default:
 	}
 }

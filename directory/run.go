@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -31,6 +32,64 @@ func backoff(n int) time.Duration {
 func (s *Source) TriggerConfirmed(n int) {
 	s.confirmRemovals.Store(int64(max(n, 0)))
 	s.Trigger()
+}
+
+// RequestFullSync asks for a full sync now, letting up to confirmRemovals
+// removals through the guard: the request is kept in the store and
+// announced to every instance, and whichever holds the source's lease runs
+// it (this one, or another behind the same load balancer).
+func (s *Source) RequestFullSync(ctx context.Context, confirmRemovals int) error {
+	req, err := json.Marshal(SyncRequest{At: s.now(), ConfirmRemovals: max(confirmRemovals, 0)})
+	if err != nil {
+		return err
+	}
+	// Its own row, not the status one, which the syncing instance rewrites.
+	st := flows.DirectoryState{Source: requestKey(s.cfg.Name), Status: req, UpdatedAt: s.now()}
+	if err := s.store.PutDirectoryState(ctx, st); err != nil {
+		return fmt.Errorf("directory %s: request a full sync: %w", s.cfg.Name, err)
+	}
+	s.flows.Events().Publish(requestTopic(s.cfg.Name))
+	return nil
+}
+
+// requestKey is the store row of a source's pending full sync request.
+func requestKey(name string) string { return name + "/request" }
+
+// pendingRequest returns the source's pending full sync request, or nil.
+func (s *Source) pendingRequest(ctx context.Context) (*SyncRequest, error) {
+	st, err := s.store.GetDirectoryState(ctx, requestKey(s.cfg.Name))
+	if err != nil || len(st.Status) == 0 {
+		return nil, err
+	}
+	var req SyncRequest
+	if err := json.Unmarshal(st.Status, &req); err != nil {
+		return nil, nil // unreadable: dropped
+	}
+	return &req, nil
+}
+
+// requestTopic is the event announcing a full sync request for a source.
+func requestTopic(name string) string { return "directory/" + name }
+
+// watchRequests runs, while this instance holds the lease, the full syncs
+// admins request (RequestFullSync), on any instance.
+func (s *Source) watchRequests(ctx context.Context) {
+	ch, stop := s.flows.Events().Subscribe(requestTopic(s.cfg.Name))
+	defer stop()
+	for {
+		if req, err := s.pendingRequest(ctx); err == nil && req != nil {
+			err := s.store.PutDirectoryState(ctx, flows.DirectoryState{Source: requestKey(s.cfg.Name), UpdatedAt: s.now()})
+			if err == nil {
+				s.log.Info("running the full sync an admin asked for", "at", req.At, "confirm_removals", req.ConfirmRemovals)
+				s.TriggerConfirmed(req.ConfirmRemovals)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
 }
 
 // Trigger asks a running Run to start a full sync now.
@@ -87,12 +146,18 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 			defer close(renewed)
 			s.renewLease(hctx, cancel, next)
 		}()
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			s.watchRequests(hctx)
+		}()
 		if hooks.Lease != nil {
 			hooks.Lease(true)
 		}
 		_ = s.runHeld(hctx, hooks) // it returns hctx's error
 		cancel()
 		<-renewed
+		<-watched
 		if ctx.Err() != nil {
 			if !s.keepLease {
 				rctx, done := context.WithTimeout(context.WithoutCancel(ctx), ttl)

@@ -143,7 +143,11 @@ func (s *Source) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("directory %s status: %w", s.cfg.Name, err)
 	}
-	return DecodeStatus(s.cfg.Name, st.Status), nil
+	status := DecodeStatus(s.cfg.Name, st.Status)
+	if status.Requested, err = s.pendingRequest(ctx); err != nil {
+		return Status{}, fmt.Errorf("directory %s status: %w", s.cfg.Name, err)
+	}
+	return status, nil
 }
 
 // updateState reads the stored state, lets fn change it and its status,

@@ -52,7 +52,10 @@ func (s *Server) directorySync(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			src.TriggerConfirmed(req.ConfirmRemovals)
+			if err := src.RequestFullSync(r.Context(), req.ConfirmRemovals); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			s.log.Info("directory sync requested", "directory", name, "admin", adminActor(r.Context()), "confirm_removals", req.ConfirmRemovals)
 			writeJSON(w, http.StatusAccepted, api.DirectorySyncStarted{Source: name})
 			return
