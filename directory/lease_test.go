@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -186,5 +187,32 @@ func TestRequestFullSyncOnAnotherInstance(t *testing.T) {
 	case err := <-rb.full:
 		t.Fatalf("b synced without the lease: %v", err)
 	default:
+	}
+}
+
+// TestFullSyncLeased: a one-off sync (keystep directory sync) is refused
+// while an instance syncs the source, and runs, holding the lease, when
+// none does.
+func TestFullSyncLeased(t *testing.T) {
+	e, a, b := twoInstances(t)
+	ra := startLeaseRun(t, e.ctx, a)
+	wantLease(t, "a", ra, true)
+	if err := awaitCh(t, "a's full sync", ra.full); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FullSyncLeased(e.ctx, SyncOptions{}); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("a one-off sync beside a's: %v", err)
+	}
+	if _, err := b.FullSyncLeased(e.ctx, SyncOptions{DryRun: true}); err != nil {
+		t.Errorf("a dry run beside a's: %v", err)
+	}
+	ra.stop() // a releases its lease
+	rep, err := b.FullSyncLeased(e.ctx, SyncOptions{})
+	if err != nil || rep.Unchanged != 10 {
+		t.Fatalf("a one-off sync alone: %+v, %v", rep, err)
+	}
+	// It released the lease: a takes it again.
+	if held, err := e.store.AcquireLease(e.ctx, a.leaseName(), "someone", e.clock.Now(), time.Minute); err != nil || !held {
+		t.Errorf("the lease after the one-off sync: %v, %v", held, err)
 	}
 }

@@ -172,6 +172,43 @@ func (s *Source) Run(ctx context.Context, hooks RunHooks) error {
 	}
 }
 
+// ErrLeaseHeld is a one-off sync refused because an instance is syncing
+// the source (it holds the source's lease).
+var ErrLeaseHeld = errors.New("another keystep instance is syncing this directory source")
+
+// FullSyncLeased is FullSync for a process that is not running the source
+// (the keystep directory sync command): it takes the source's lease for
+// the sync's length, renewing it, so that it never runs beside an
+// instance's sync of the same source; ErrLeaseHeld if one holds it. A dry
+// run changes nothing and takes no lease.
+func (s *Source) FullSyncLeased(ctx context.Context, opt SyncOptions) (RunReport, error) {
+	if opt.DryRun {
+		return s.FullSync(ctx, opt)
+	}
+	held, err := s.store.AcquireLease(ctx, s.leaseName(), s.holder, s.now(), s.leaseTTL)
+	if err != nil {
+		return RunReport{}, fmt.Errorf("directory %s: the sync lease: %w", s.cfg.Name, err)
+	}
+	if !held {
+		return RunReport{}, fmt.Errorf("directory %s: %w; ask it instead (keystep directory trigger %s)", s.cfg.Name, ErrLeaseHeld, s.cfg.Name)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		s.renewLease(hctx, cancel, s.clock.After(s.leaseTTL/3))
+	}()
+	rep, err := s.FullSync(hctx, opt)
+	cancel()
+	<-renewed
+	rctx, done := context.WithTimeout(context.WithoutCancel(ctx), s.leaseTTL)
+	defer done()
+	if rerr := s.store.ReleaseLease(rctx, s.leaseName(), s.holder); rerr != nil {
+		s.log.Warn("releasing the directory sync lease; it expires on its own", "err", rerr)
+	}
+	return rep, err
+}
+
 // leaseName is the name of the source's lease in the store.
 func (s *Source) leaseName() string { return "directory:" + s.cfg.Name }
 

@@ -346,7 +346,7 @@ func directorySync(ctx context.Context, cfg Config, srcs []directory.SourceConfi
 			bar = &progressBar{w: progress, tty: tty, name: sc.Name}
 			opts.Progress = bar.update
 		}
-		rep, err := src.FullSync(ctx, opts)
+		rep, err := src.FullSyncLeased(ctx, opts)
 		bar.done()
 		if o.json {
 			if jerr := o.object(syncReport(sc.Name, rep, err)); jerr != nil {
