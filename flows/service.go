@@ -161,8 +161,8 @@ func (s *Service) VerifyAudit(ctx context.Context) (AuditVerification, error) {
 
 // Purge deletes what has outlived its retention: removed accounts'
 // tombstones, spent nonces, codes a day after they expired, ended
-// rate-limit windows, and federation requests and tokens a day after they
-// expired. Run it periodically.
+// rate-limit windows, federation requests and tokens a day after they
+// expired, and web UI sessions past their lifetime. Run it periodically.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
 	err := s.write(ctx, func(tx Tx) error {
@@ -187,6 +187,9 @@ func (s *Service) Purge(ctx context.Context) error {
 			return err
 		}
 		if err := tx.PurgeOIDCTokens(ctx, now.Add(-codeRetention)); err != nil {
+			return err
+		}
+		if err := tx.PurgeSessions(ctx, now); err != nil {
 			return err
 		}
 		return tx.PurgeNonces(ctx, now)

@@ -34,6 +34,7 @@ type AuditFilter struct {
 type Tx interface {
 	FederationTx
 	DirectoryTx
+	SessionTx
 
 	// CreateAccount stores a new account; ErrConflict if its id, or its
 	// username among accounts that are not removed, is taken.

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) flows.Store) {
 	functional = append(functional, federationFunctional...)
 	functional = append(functional, directoryFunctional...)
 	functional = append(functional, leaseFunctional...)
+	functional = append(functional, sessionFunctional...)
 	for _, mode := range []struct {
 		name string
 		wrap func(flows.Store) flows.Tx

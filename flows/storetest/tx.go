@@ -125,6 +125,8 @@ func testTxRollbackChanges(t *testing.T, s flows.Store) {
 	must(t, "sign-in", s.CreateSignIn(ctx, signIn("si-1", "acc-1", t0, t0.Add(time.Minute))))
 	must(t, "nonce", s.UseNonce(ctx, "nonce-1", t0))
 	must(t, "removed account", s.CreateAccount(ctx, flows.Account{ID: "acc-gone", Username: "gone", State: flows.AccountRemoved}))
+	must(t, "session", s.CreateSession(ctx, session("sess-1", t0, time.Hour)))
+	must(t, "old session", s.CreateSession(ctx, session("sess-old", t0, time.Minute)))
 
 	err := s.InTx(ctx, func(tx flows.Tx) error {
 		a := account("acc-1", "alice2")
@@ -140,6 +142,10 @@ func testTxRollbackChanges(t *testing.T, s flows.Store) {
 			func() error { _, err := tx.CancelPendingSignIns(ctx, "acc-1", t0, "x"); return err },
 			func() error { return tx.PurgeNonces(ctx, t0.Add(time.Hour)) },
 			func() error { _, err := tx.PurgeRemovedAccounts(ctx, t0); return err },
+			func() error { return tx.TouchSession(ctx, "sess-1", t0.Add(time.Minute)) },
+			func() error { return tx.CreateSession(ctx, session("sess-2", t0, time.Hour)) },
+			func() error { return tx.DeleteSession(ctx, "sess-1") },
+			func() error { return tx.PurgeSessions(ctx, t0.Add(time.Hour)) },
 		}
 		for _, step := range steps {
 			if err := step(); err != nil {
@@ -168,6 +174,13 @@ func testTxRollbackChanges(t *testing.T, s flows.Store) {
 	wantErr(t, "nonce after a rolled-back purge", s.UseNonce(ctx, "nonce-1", t0), flows.ErrReplay)
 	_, err = s.GetAccount(ctx, "acc-gone")
 	must(t, "tombstone after a rolled-back purge", err)
+	sess, err := s.GetSession(ctx, "sess-1")
+	must(t, "session after a rolled-back delete", err)
+	sameSession(t, "session after rollback", sess, session("sess-1", t0, time.Hour))
+	_, err = s.GetSession(ctx, "sess-old")
+	must(t, "session after a rolled-back purge", err)
+	_, err = s.GetSession(ctx, "sess-2")
+	wantErr(t, "session created in a rolled-back transaction", err, flows.ErrNotFound)
 }
 
 func testTxAuditAfterRollback(t *testing.T, s flows.Store) {

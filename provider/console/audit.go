@@ -337,7 +337,7 @@ func (c *Console) directorySync(q *req) {
 		src.Trigger()
 		c.log.Info("directory sync requested", "directory", name, "admin", q.actor())
 		q.sess.addFlash(false, fmt.Sprintf("Asked %s for a full sync now; its status shows the result.", name))
-		redirect(q, "/console/directory")
+		c.redirect(q, "/console/directory")
 		return
 	}
 	c.notFound(q)

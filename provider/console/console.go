@@ -9,8 +9,9 @@
 // with nothing inline allowed but that sheet. Every POST carries the
 // session's CSRF token (compared in constant time) and must pass the
 // cross-origin check of the Fetch metadata and Origin headers. Sessions
-// live in this process's memory: the cookie holds only a random session
-// id, so logging out ends the session on the server.
+// live in the flows store, shared by every instance on it: the cookie holds
+// a random 256-bit token and the store only its hash, so logging out on one
+// instance ends the session on all of them.
 package console
 
 import (
@@ -105,7 +106,7 @@ func New(o Options) (*Console, error) {
 	c := &Console{
 		srv: o.Server, flows: o.Flows, clock: o.Clock, log: o.Logger, secure: o.Secure,
 		cop:  http.NewCrossOriginProtection(),
-		sess: newSessionStore(o.Clock, o.Secure, o.IdleTimeout, o.Lifetime),
+		sess: newSessionStore(o.Flows.Store(), o.Server.AdminFor, o.Clock, o.Secure, o.IdleTimeout, o.Lifetime),
 		mux:  http.NewServeMux(),
 	}
 	c.route()
@@ -189,7 +190,9 @@ func (c *Console) page(auth bool, fn func(*req)) http.HandlerFunc {
 		q := &req{w: w, r: r, ctx: r.Context(), nonce: newNonce()}
 		setHeaders(w, q.nonce)
 		if auth {
-			q.sess = c.sess.load(r)
+			if !c.loadSession(q) {
+				return
+			}
 			if q.sess == nil {
 				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 				return
@@ -209,7 +212,9 @@ func (c *Console) post(fn func(*req)) http.HandlerFunc {
 		if !c.postOK(q) {
 			return
 		}
-		q.sess = c.sess.load(r)
+		if !c.loadSession(q) {
+			return
+		}
 		if q.sess == nil {
 			c.message(q, http.StatusForbidden, "Signed out", "Your session has ended. Sign in again.")
 			return
@@ -221,6 +226,18 @@ func (c *Console) post(fn func(*req)) http.HandlerFunc {
 		}
 		fn(q)
 	}
+}
+
+// loadSession sets q.sess to the request's live session (nil: none). On a
+// store error it answers the error page itself and reports false.
+func (c *Console) loadSession(q *req) bool {
+	s, err := c.sess.load(q.r)
+	if err != nil {
+		c.fail(q, "read the session", err)
+		return false
+	}
+	q.sess = s
+	return true
 }
 
 // postOK checks a POST's size, origin and form; it answers the refusal

@@ -80,7 +80,20 @@ func newEnvAt(t testing.TB, secure bool, now time.Time) *env {
 		t.Fatalf("open sqlite: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clock := clocktest.New(now)
+	return newEnvOn(t, st, clocktest.New(now), secure)
+}
+
+// newEnvOn starts a server with the console over st: another instance,
+// when st is already another env's store.
+func newEnvOn(t testing.TB, st flows.Store, clock *clocktest.Clock, secure bool) *env {
+	t.Helper()
+	return newEnvWith(t, st, clock, secure, map[string]string{"alice-admin": aliceToken, "bob": bobToken})
+}
+
+// newEnvWith is newEnvOn with the given admin tokens (by admin name).
+func newEnvWith(t testing.TB, st flows.Store, clock *clocktest.Clock, secure bool, admins map[string]string) *env {
+	t.Helper()
+	ctx := context.Background()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := flows.Config{Origin: testOrigin}
@@ -95,7 +108,7 @@ func newEnvAt(t testing.TB, secure bool, now time.Time) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := provider.New(provider.Options{Flows: svc, AdminTokens: map[string]string{"alice-admin": aliceToken, "bob": bobToken},
+	srv, err := provider.New(provider.Options{Flows: svc, AdminTokens: admins,
 		Logger: log, Clock: clock, Directory: []*directory.Source{corp}})
 	if err != nil {
 		t.Fatalf("provider: %v", err)

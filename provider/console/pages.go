@@ -47,6 +47,10 @@ func (c *Console) render(q *req, status int, name, title, nav string, data any) 
 	v := view{Title: title, Nonce: q.nonce, Nav: nav, Data: data}
 	if q.sess != nil {
 		v.Admin, v.CSRF, v.Flash = q.sess.admin, q.sess.csrf, q.sess.takeFlash()
+		if q.sess.fromCookie {
+			q.sess.fromCookie = false
+			http.SetCookie(q.w, c.sess.expired(c.sess.flash))
+		}
 	}
 	var b bytes.Buffer
 	if err := templates.ExecuteTemplate(&b, name, v); err != nil {
@@ -78,8 +82,12 @@ func (c *Console) fail(q *req, what string, err error) {
 	c.message(q, http.StatusInternalServerError, "Something went wrong", "The server could not "+what+". The log has the details.")
 }
 
-// redirect answers 303 to a console path.
-func redirect(q *req, path string) {
+// redirect answers 303 to a console path, carrying the session's flash
+// messages to it.
+func (c *Console) redirect(q *req, path string) {
+	if q.sess != nil {
+		c.sess.saveFlash(q.w, q.sess)
+	}
 	http.Redirect(q.w, q.r, path, http.StatusSeeOther)
 }
 
@@ -95,19 +103,18 @@ type loginView struct {
 
 // loginPage is GET /console/login.
 func (c *Console) loginPage(q *req) {
-	if c.sess.load(q.r) != nil {
-		redirect(q, Prefix)
+	if !c.loadSession(q) {
+		return
+	}
+	if q.sess != nil {
+		c.redirect(q, Prefix)
 		return
 	}
 	c.showLogin(q, http.StatusOK, "")
 }
 
 func (c *Console) showLogin(q *req, status int, msg string) {
-	t, err := c.sess.loginToken(q.w, q.r)
-	if err != nil {
-		c.fail(q, "start a login", err)
-		return
-	}
+	t := c.sess.loginToken(q.w, q.r)
 	c.render(q, status, "login", "Sign in", "", loginView{Token: t, Error: msg})
 }
 
@@ -135,37 +142,47 @@ func (c *Console) login(q *req) {
 		c.showLogin(q, http.StatusTooManyRequests, fmt.Sprintf("Too many sign-in attempts from this address. Try again in %d s.", secs))
 		return
 	}
-	admin, ok := c.srv.AdminFor(strings.TrimSpace(q.r.PostForm.Get("token")))
+	adminToken := strings.TrimSpace(q.r.PostForm.Get("token"))
+	admin, ok := c.srv.AdminFor(adminToken)
 	if !ok {
 		c.log.Warn("console: refused a login with a wrong admin token", "client", key)
 		c.showLogin(q, http.StatusUnauthorized, "That is not an admin token.")
 		return
 	}
-	if old := c.sess.load(q.r); old != nil {
-		c.sess.drop(old.id) // a new login replaces the browser's session
+	if err := c.sess.dropBrowsers(q.r); err != nil { // a new login replaces the browser's session
+		c.fail(q, "end the previous session", err)
+		return
 	}
-	s, err := c.sess.start(q.w, q.r, admin)
+	s, err := c.sess.start(q.ctx, q.w, admin, adminToken)
 	if err != nil {
 		c.fail(q, "start a session", err)
 		return
 	}
 	http.SetCookie(q.w, c.sess.expired(c.sess.login))
 	if err := c.flows.RecordEvent(q.ctx, "admin:"+admin, "console.login", "signed in to the admin console from "+c.srv.ClientIP(q.r)); err != nil {
-		c.sess.drop(s.id)
+		if err := c.sess.drop(context.WithoutCancel(q.ctx), s); err != nil {
+			c.log.Error("console: drop a session whose login was not recorded", "err", err)
+		}
+		http.SetCookie(q.w, c.sess.expired(c.sess.name))
 		c.fail(q, "record the login", err)
 		return
 	}
 	c.log.Info("console: admin signed in", "admin", admin, "client", key)
-	redirect(q, Prefix)
+	c.redirect(q, Prefix)
 }
 
 // logout is POST /console/logout.
 func (c *Console) logout(q *req) {
-	c.sess.end(q.w, q.sess)
-	if err := c.flows.RecordEvent(q.ctx, q.actor(), "console.logout", "signed out of the admin console"); err != nil {
+	actor := q.actor()
+	if err := c.sess.end(q.ctx, q.w, q.sess); err != nil {
+		c.fail(q, "sign you out", err)
+		return
+	}
+	q.sess = nil // no flash to carry to the login page
+	if err := c.flows.RecordEvent(q.ctx, actor, "console.logout", "signed out of the admin console"); err != nil {
 		c.log.Error("console: record a logout", "err", err)
 	}
-	redirect(q, "/console/login")
+	c.redirect(q, "/console/login")
 }
 
 // userRow is an account in the list.
@@ -341,7 +358,7 @@ func (c *Console) userAction(q *req) {
 			return
 		}
 		q.sess.addFlash(false, "Unlocked the codes of "+a.Username+".")
-		redirect(q, userPath(a))
+		c.redirect(q, userPath(a))
 		return
 	default:
 		c.notFound(q)
@@ -350,12 +367,12 @@ func (c *Console) userAction(q *req) {
 	why := reason(q)
 	if why == "" {
 		q.sess.addFlash(true, "Give a reason: the audit log keeps it.")
-		redirect(q, userPath(a))
+		c.redirect(q, userPath(a))
 		return
 	}
 	if q.r.PathValue("action") == "remove" && q.r.PostForm.Get("confirm") != a.Username {
 		q.sess.addFlash(true, "To remove "+a.Username+", type the username to confirm.")
-		redirect(q, userPath(a))
+		c.redirect(q, userPath(a))
 		return
 	}
 	if _, err := change(q.ctx, q.actor(), a.ID, flows.SourceAdmin, why); err != nil {
@@ -363,7 +380,7 @@ func (c *Console) userAction(q *req) {
 		return
 	}
 	q.sess.addFlash(false, a.Username+" is "+done+".")
-	redirect(q, userPath(a))
+	c.redirect(q, userPath(a))
 }
 
 // actionFailed shows why an action on an account was refused, or fails.
@@ -387,7 +404,7 @@ func (c *Console) actionFailed(q *req, a flows.Account, what string, err error) 
 		return
 	}
 	q.sess.addFlash(true, "Could not "+what+": "+msg)
-	redirect(q, userPath(a))
+	c.redirect(q, userPath(a))
 }
 
 // inviteView is the page that shows an invitation once.
@@ -434,7 +451,7 @@ func (c *Console) override(q *req, a flows.Account) {
 	why := reason(q)
 	if why == "" {
 		q.sess.addFlash(true, "Give a reason for the override code: the audit log keeps it.")
-		redirect(q, userPath(a))
+		c.redirect(q, userPath(a))
 		return
 	}
 	oc, code, err := c.flows.IssueOverride(q.ctx, q.actor(), a.ID, ttl, why)
@@ -455,7 +472,7 @@ func (c *Console) unregister(q *req) {
 	why := reason(q)
 	if why == "" {
 		q.sess.addFlash(true, "Give a reason to unregister a device: the audit log keeps it.")
-		redirect(q, userPath(a))
+		c.redirect(q, userPath(a))
 		return
 	}
 	d, err := c.flows.UnregisterDevice(q.ctx, q.actor(), a.ID, q.r.PathValue("device"), why)
@@ -468,5 +485,5 @@ func (c *Console) unregister(q *req) {
 		name = d.ID
 	}
 	q.sess.addFlash(false, "Unregistered the device "+name+".")
-	redirect(q, userPath(a))
+	c.redirect(q, userPath(a))
 }

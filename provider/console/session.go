@@ -1,14 +1,20 @@
 package console
 
 import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"net/http"
-	"sync"
+	"strings"
 	"time"
-
-	"github.com/gorilla/sessions"
 
 	"github.com/keystep/keystep/flows"
 )
@@ -20,31 +26,100 @@ const (
 	CookieNameInsecure      = "keystep-console"
 	LoginCookieNameSecure   = "__Host-keystep-console-login"
 	LoginCookieNameInsecure = "keystep-console-login"
+	FlashCookieNameSecure   = "__Host-keystep-console-flash"
+	FlashCookieNameInsecure = "keystep-console-flash"
 )
 
-// maxSessions bounds the sessions kept in memory; past it, a login
-// forgets the ended ones, then the oldest.
-const maxSessions = 10000
+// SessionKind is the flows.Session Kind of console sessions.
+const SessionKind = "console"
+
+// touchEvery is how stale a session's stored LastSeenAt may get before a
+// request records its use: at most one write per session a minute, not one
+// per page.
+const touchEvery = time.Minute
 
 // loginCookieAge is how long the login form's CSRF cookie lives, in seconds.
 const loginCookieAge = 3600
 
-// session is one signed-in admin's session, kept in memory.
+// flashCookieAge is how long a flash message waits for its page, in seconds.
+const flashCookieAge = 300
+
+// maxFlashText bounds one flash message, so that the flash cookie stays small.
+const maxFlashText = 300
+
+// session is one signed-in admin's session as one request sees it: read
+// from the store, where every instance finds it.
 type session struct {
-	id      string
+	id      string // hex SHA-256 of the cookie's token: the store's key
+	token   string // the cookie's token (keys the flash cookie's MAC)
 	admin   string
 	csrf    string
 	created time.Time
 
-	mu    sync.Mutex
-	seen  time.Time
-	flash []flash // shown once, on the next page
+	flash      []flash // shown on the next page rendered
+	fromCookie bool    // some of flash came from the flash cookie
+}
+
+// sessionData is the JSON a console session keeps in the store. The CSRF
+// token is kept as it is: it must be put in every form, and is worth
+// nothing without the session's cookie, which the store never sees.
+// Admin is the admin token of the login sealed with a key made from the
+// cookie's token (AES-256-GCM): every request unseals it and checks it
+// with the serving instance's admin check, so that an admin removed from
+// the configuration, or whose token changed, loses their sessions on every
+// instance that no longer accepts the token, and a session made with one
+// instance's own admin token is no session on an instance that does not
+// know it. Without the cookie the sealed token cannot be read.
+type sessionData struct {
+	CSRF  string `json:"csrf"`
+	Admin []byte `json:"admin"`
+}
+
+// adminKey is the key that seals the admin token of the session whose
+// cookie carries token.
+func adminKey(token string) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("keystep console admin token"))
+	return m.Sum(nil)
+}
+
+// sealAdmin seals an admin token for the session (id is its store key,
+// bound in as additional data).
+func sealAdmin(token, id, adminToken string) ([]byte, error) {
+	block, err := aes.NewCipher(adminKey(token))
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	_, _ = rand.Read(nonce) // never fails (crypto/rand)
+	return gcm.Seal(nonce, nonce, []byte(adminToken), []byte(id)), nil
+}
+
+// openAdmin unseals what sealAdmin sealed.
+func openAdmin(token, id string, sealed []byte) (string, bool) {
+	block, err := aes.NewCipher(adminKey(token))
+	if err != nil {
+		return "", false
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil || len(sealed) < gcm.NonceSize() {
+		return "", false
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(id))
+	if err != nil {
+		return "", false
+	}
+	return string(plain), true
 }
 
 // flash is a message a POST leaves for the page it redirects to.
 type flash struct {
-	Error bool
-	Text  string
+	Error bool   `json:"e,omitempty"`
+	Text  string `json:"t"`
 }
 
 // csrfOK reports, in constant time, whether token is the session's.
@@ -54,54 +129,40 @@ func (s *session) csrfOK(token string) bool {
 
 // addFlash leaves a message for the next page.
 func (s *session) addFlash(isErr bool, text string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if len(text) > maxFlashText {
+		text = text[:maxFlashText] + "…"
+	}
 	s.flash = append(s.flash, flash{Error: isErr, Text: text})
 }
 
 // takeFlash returns and forgets the messages.
 func (s *session) takeFlash() []flash {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	f := s.flash
 	s.flash = nil
 	return f
 }
 
-// sessionStore keeps the sessions and signs their cookies.
+// sessionStore keeps the console's sessions in the flows store, so that
+// every instance on that store shares them.
 type sessionStore struct {
+	store flows.Store
+	// adminFor names the admin of an admin token (provider.Server.AdminFor).
+	adminFor func(token string) (string, bool)
 	clock    flows.Clock
 	idle     time.Duration
 	lifetime time.Duration
-	cookies  *sessions.CookieStore
+	secure   bool
 	name     string // the session cookie's name
 	login    string // the login form's cookie's name
-
-	mu sync.Mutex
-	m  map[string]*session
+	flash    string // the flash messages' cookie's name
 }
 
-// newSessionStore makes a store whose cookie keys are random: sessions
-// live in this process only, so their cookies need no key beyond it.
-func newSessionStore(clock flows.Clock, secure bool, idle, lifetime time.Duration) *sessionStore {
-	key := func() []byte {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b) // never fails (crypto/rand)
-		return b
-	}
-	cs := sessions.NewCookieStore(key(), key())
-	cs.Options = &sessions.Options{
-		Path:     "/",
-		MaxAge:   int(lifetime / time.Second),
-		Secure:   secure,
-		HttpOnly: true,
-		SameSite: http.SameSiteStrictMode,
-	}
-	cs.MaxAge(int(lifetime / time.Second))
-	st := &sessionStore{clock: clock, idle: idle, lifetime: lifetime, cookies: cs, m: map[string]*session{},
-		name: CookieNameInsecure, login: LoginCookieNameInsecure}
+func newSessionStore(store flows.Store, adminFor func(string) (string, bool), clock flows.Clock, secure bool,
+	idle, lifetime time.Duration) *sessionStore {
+	st := &sessionStore{store: store, adminFor: adminFor, clock: clock, idle: idle, lifetime: lifetime, secure: secure,
+		name: CookieNameInsecure, login: LoginCookieNameInsecure, flash: FlashCookieNameInsecure}
 	if secure {
-		st.name, st.login = CookieNameSecure, LoginCookieNameSecure
+		st.name, st.login, st.flash = CookieNameSecure, LoginCookieNameSecure, FlashCookieNameSecure
 	}
 	return st
 }
@@ -113,123 +174,166 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// live reports whether s may still be used at now.
-func (st *sessionStore) live(s *session, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return now.Sub(s.seen) < st.idle && now.Sub(s.created) < st.lifetime
+// validToken reports whether t has the form of a randomToken.
+func validToken(t string) bool {
+	if len(t) != 43 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	return err == nil && len(b) == 32
 }
 
-// load returns the request's live session, touching it, or nil. An ended
-// session is forgotten.
-func (st *sessionStore) load(r *http.Request) *session {
-	raw, err := st.cookies.Get(r, st.name)
-	if err != nil || raw.IsNew {
-		return nil
-	}
-	id, _ := raw.Values["id"].(string)
-	if len(id) != 43 {
-		return nil
-	}
-	st.mu.Lock()
-	s := st.m[id]
-	st.mu.Unlock()
-	if s == nil {
-		return nil
-	}
-	now := st.clock.Now()
-	if !st.live(s, now) {
-		st.drop(id)
-		return nil
-	}
-	s.mu.Lock()
-	s.seen = now
-	s.mu.Unlock()
-	return s
+// sessionID is the store's key of the session whose cookie carries token:
+// its SHA-256, so that a row read from the database is no cookie. A hash of
+// a 256-bit random secret needs no constant-time lookup.
+func sessionID(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
 }
 
-// start makes a new session for admin (never reusing one the browser
-// brought: no fixation) and sets its cookie.
-func (st *sessionStore) start(w http.ResponseWriter, r *http.Request, admin string) (*session, error) {
-	now := st.clock.Now()
-	s := &session{id: randomToken(), admin: admin, csrf: randomToken(), created: now, seen: now}
-	raw := sessions.NewSession(st.cookies, st.name)
-	opts := *st.cookies.Options
-	raw.Options = &opts
-	raw.Values["id"] = s.id
-	if err := raw.Save(r, w); err != nil {
+// cookieToken is the session token of the request's session cookie.
+func (st *sessionStore) cookieToken(r *http.Request) (string, bool) {
+	c, err := r.Cookie(st.name)
+	if err != nil || !validToken(c.Value) {
+		return "", false
+	}
+	return c.Value, true
+}
+
+// load returns the request's live session or nil (no cookie, an unknown,
+// ended or logged-out session). It records the use in the store at most
+// once every touchEvery. An ended session is deleted.
+func (st *sessionStore) load(r *http.Request) (*session, error) {
+	token, ok := st.cookieToken(r)
+	if !ok {
+		return nil, nil
+	}
+	ctx := r.Context()
+	id := sessionID(token)
+	row, err := st.store.GetSession(ctx, id)
+	if errors.Is(err, flows.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.m) >= maxSessions {
-		st.sweep(now)
+	var data sessionData
+	if row.Kind != SessionKind || json.Unmarshal(row.Data, &data) != nil || data.CSRF == "" {
+		return nil, nil
 	}
-	st.m[s.id] = s
+	now := st.clock.Now()
+	if now.Sub(row.LastSeenAt) >= st.idle || now.Sub(row.CreatedAt) >= st.lifetime || !now.Before(row.ExpiresAt) {
+		if err := st.store.DeleteSession(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	// The login's admin token must still name the session's admin here. A
+	// session refused for that is left alone: it may be good on an instance
+	// that knows the token (each instance's own admin token file), and it
+	// ends by its timeouts.
+	adminToken, ok := openAdmin(token, id, data.Admin)
+	if !ok {
+		return nil, nil
+	}
+	if name, ok := st.adminFor(adminToken); !ok || name != row.Subject {
+		return nil, nil
+	}
+	if now.Sub(row.LastSeenAt) >= touchEvery {
+		err := st.store.TouchSession(ctx, id, now)
+		if errors.Is(err, flows.ErrNotFound) { // logged out meanwhile
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	s := &session{id: id, token: token, admin: row.Subject, csrf: data.CSRF, created: row.CreatedAt}
+	s.flash, s.fromCookie = st.readFlash(r, token)
 	return s, nil
 }
 
-// sweep forgets ended sessions, then the oldest until there is room; the
-// caller holds st.mu.
-func (st *sessionStore) sweep(now time.Time) {
-	var oldest *session
-	for id, s := range st.m {
-		if !st.live(s, now) {
-			delete(st.m, id)
-		} else if oldest == nil || s.created.Before(oldest.created) {
-			oldest = s
-		}
+// start makes a new session in the store for admin, who signed in with
+// adminToken (never reusing a session the browser brought: no fixation),
+// and sets its cookie.
+func (st *sessionStore) start(ctx context.Context, w http.ResponseWriter, admin, adminToken string) (*session, error) {
+	now := st.clock.Now()
+	token := randomToken()
+	s := &session{id: sessionID(token), token: token, admin: admin, csrf: randomToken(), created: now}
+	sealed, err := sealAdmin(token, s.id, adminToken)
+	if err != nil {
+		return nil, err
 	}
-	if len(st.m) >= maxSessions && oldest != nil {
-		delete(st.m, oldest.id)
+	data, err := json.Marshal(sessionData{CSRF: s.csrf, Admin: sealed})
+	if err != nil {
+		return nil, err
 	}
+	err = st.store.CreateSession(ctx, flows.Session{ID: s.id, Kind: SessionKind, Subject: admin, Data: data,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(st.lifetime)})
+	if err != nil {
+		return nil, err
+	}
+	http.SetCookie(w, &http.Cookie{Name: st.name, Value: token, Path: "/", MaxAge: int(st.lifetime / time.Second),
+		Secure: st.secure, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	return s, nil
 }
 
-// drop forgets a session.
-func (st *sessionStore) drop(id string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	delete(st.m, id)
+// dropBrowsers deletes the session the request's cookie names, live or not
+// (a new login replaces it).
+func (st *sessionStore) dropBrowsers(r *http.Request) error {
+	token, ok := st.cookieToken(r)
+	if !ok {
+		return nil
+	}
+	return st.store.DeleteSession(r.Context(), sessionID(token))
 }
 
-// end forgets the session and clears its cookie.
-func (st *sessionStore) end(w http.ResponseWriter, s *session) {
-	st.drop(s.id)
+// drop deletes a session from the store.
+func (st *sessionStore) drop(ctx context.Context, s *session) error {
+	return st.store.DeleteSession(ctx, s.id)
+}
+
+// end deletes the session from the store, so that no instance accepts its
+// cookie any more, and clears its cookies.
+func (st *sessionStore) end(ctx context.Context, w http.ResponseWriter, s *session) error {
+	if err := st.drop(ctx, s); err != nil {
+		return err
+	}
 	http.SetCookie(w, st.expired(st.name))
+	if s.fromCookie {
+		http.SetCookie(w, st.expired(st.flash))
+	}
+	return nil
 }
 
 // expired is a cookie that deletes name.
 func (st *sessionStore) expired(name string) *http.Cookie {
-	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: st.cookies.Options.Secure,
+	return &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: st.secure,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode}
 }
 
-// loginToken returns the login form's CSRF token, from its signed cookie,
-// or a new one with the cookie set (double submit: the form and the
-// cookie must carry the same token).
-func (st *sessionStore) loginToken(w http.ResponseWriter, r *http.Request) (string, error) {
+// loginToken returns the login form's CSRF token, from its cookie, or a new
+// one with the cookie set (double submit: the form and the cookie must
+// carry the same token). The cookie is a plain random token: any instance
+// can check it, and with Secure its __Host- name keeps other hosts (a
+// sibling subdomain) from planting one.
+func (st *sessionStore) loginToken(w http.ResponseWriter, r *http.Request) string {
 	if t, ok := st.cookieLoginToken(r); ok {
-		return t, nil
+		return t
 	}
-	raw := sessions.NewSession(st.cookies, st.login)
-	raw.Options = &sessions.Options{Path: "/", MaxAge: loginCookieAge, Secure: st.cookies.Options.Secure,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode}
 	t := randomToken()
-	raw.Values["t"] = t
-	if err := raw.Save(r, w); err != nil {
-		return "", err
-	}
-	return t, nil
+	http.SetCookie(w, &http.Cookie{Name: st.login, Value: t, Path: "/", MaxAge: loginCookieAge, Secure: st.secure,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	return t
 }
 
 // cookieLoginToken is the token of the login cookie the browser brought.
 func (st *sessionStore) cookieLoginToken(r *http.Request) (string, bool) {
-	raw, err := st.cookies.Get(r, st.login)
-	if err != nil || raw.IsNew {
+	c, err := r.Cookie(st.login)
+	if err != nil || !validToken(c.Value) {
 		return "", false
 	}
-	t, _ := raw.Values["t"].(string)
-	return t, len(t) == 43
+	return c.Value, true
 }
 
 // loginTokenOK reports, in constant time, whether the login form's token
@@ -237,4 +341,55 @@ func (st *sessionStore) cookieLoginToken(r *http.Request) (string, bool) {
 func (st *sessionStore) loginTokenOK(r *http.Request, token string) bool {
 	t, ok := st.cookieLoginToken(r)
 	return ok && subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1
+}
+
+// flashMAC authenticates a flash cookie's payload with the session's
+// token: only the server that saw the session cookie could have written
+// it, and it is worth nothing to another session.
+func flashMAC(token, payload string) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("keystep console flash\x00" + payload))
+	return m.Sum(nil)
+}
+
+// saveFlash puts the session's messages in the flash cookie, for the page
+// the answer redirects to (whichever instance serves it).
+func (st *sessionStore) saveFlash(w http.ResponseWriter, s *session) {
+	if len(s.flash) == 0 {
+		return
+	}
+	b, err := json.Marshal(s.flash)
+	if err != nil {
+		return
+	}
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	value := payload + "." + base64.RawURLEncoding.EncodeToString(flashMAC(s.token, payload))
+	http.SetCookie(w, &http.Cookie{Name: st.flash, Value: value, Path: "/", MaxAge: flashCookieAge, Secure: st.secure,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+// readFlash returns the messages of the request's flash cookie if it is
+// the session's (and whether there was one to clear).
+func (st *sessionStore) readFlash(r *http.Request, token string) ([]flash, bool) {
+	c, err := r.Cookie(st.flash)
+	if err != nil || c.Value == "" {
+		return nil, false
+	}
+	payload, mac, ok := strings.Cut(c.Value, ".")
+	if !ok {
+		return nil, true
+	}
+	got, err := base64.RawURLEncoding.DecodeString(mac)
+	if err != nil || !hmac.Equal(got, flashMAC(token, payload)) {
+		return nil, true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return nil, true
+	}
+	var f []flash
+	if json.Unmarshal(b, &f) != nil {
+		return nil, true
+	}
+	return f, true
 }

@@ -48,6 +48,11 @@ const (
 	opListDirectoryStates         = "ListDirectoryStates"
 	opAcquireLease                = "AcquireLease"
 	opReleaseLease                = "ReleaseLease"
+	opCreateSession               = "CreateSession"
+	opGetSession                  = "GetSession"
+	opTouchSession                = "TouchSession"
+	opDeleteSession               = "DeleteSession"
+	opPurgeSessions               = "PurgeSessions"
 	opCreateAccount               = "CreateAccount"
 	opGetAccount                  = "GetAccount"
 	opGetAccountByUsername        = "GetAccountByUsername"
@@ -91,7 +96,7 @@ const (
 )
 
 // Ops lists every operation name an Observer may be told.
-var Ops = []string{opInTx, opCreateAuthRequest, opGetAuthRequest, opBindAuthRequest, opAttachSignIn, opCompleteAuthRequest, opSaveAuthCode, opRedeemAuthCode, opPurgeAuthRequests, opCreateOIDCToken, opGetOIDCToken, opGetOIDCTokenByRefresh, opRotateRefreshToken, opRevokeOIDCToken, opRevokeGrant, opPurgeOIDCTokens, opCreateKey, opListKeys, opRetireKey, opLinkSubject, opLinkedAccount, opGetDirectoryLinks, opGetDirectoryLinkByAccount, opPutDirectoryLink, opMarkDirectorySeen, opListUnseenDirectoryLinks, opCountDirectoryLinks, opStageDirectoryEntries, opListStagedDirectoryEntries, opClearStagedDirectoryEntries, opGetDirectoryState, opPutDirectoryState, opListDirectoryStates, opAcquireLease, opReleaseLease, opCreateAccount, opGetAccount, opGetAccountByUsername, opListAccounts, opUpdateAccount, opSetAccountState, opLockActiveAccount, opPurgeRemovedAccounts, opCreateDevice, opGetDevice, opListDevices, opUnregisterDevice, opUpdateDevicePushRoute, opCreateInvitation, opGetInvitationByTokenHash, opRedeemInvitation, opRevokeInvitations, opCreateSignIn, opGetSignIn, opListPendingSignIns, opDecideSignIn, opCancelPendingSignIns, opUseNonce, opPurgeNonces, opCreateCode, opGetCode, opListActiveCodes, opRedeemCode, opRecordCodeAttempt, opRevokeCodes, opPurgeCodes, opGetAccountLimits, opRecordCodeFailure, opResetCodeFailures, opUnlockCodes, opBlockPush, opHitRateLimit, opPurgeRateLimits, opAppendAudit, opListAudit}
+var Ops = []string{opInTx, opCreateAuthRequest, opGetAuthRequest, opBindAuthRequest, opAttachSignIn, opCompleteAuthRequest, opSaveAuthCode, opRedeemAuthCode, opPurgeAuthRequests, opCreateOIDCToken, opGetOIDCToken, opGetOIDCTokenByRefresh, opRotateRefreshToken, opRevokeOIDCToken, opRevokeGrant, opPurgeOIDCTokens, opCreateKey, opListKeys, opRetireKey, opLinkSubject, opLinkedAccount, opGetDirectoryLinks, opGetDirectoryLinkByAccount, opPutDirectoryLink, opMarkDirectorySeen, opListUnseenDirectoryLinks, opCountDirectoryLinks, opStageDirectoryEntries, opListStagedDirectoryEntries, opClearStagedDirectoryEntries, opGetDirectoryState, opPutDirectoryState, opListDirectoryStates, opAcquireLease, opReleaseLease, opCreateSession, opGetSession, opTouchSession, opDeleteSession, opPurgeSessions, opCreateAccount, opGetAccount, opGetAccountByUsername, opListAccounts, opUpdateAccount, opSetAccountState, opLockActiveAccount, opPurgeRemovedAccounts, opCreateDevice, opGetDevice, opListDevices, opUnregisterDevice, opUpdateDevicePushRoute, opCreateInvitation, opGetInvitationByTokenHash, opRedeemInvitation, opRevokeInvitations, opCreateSignIn, opGetSignIn, opListPendingSignIns, opDecideSignIn, opCancelPendingSignIns, opUseNonce, opPurgeNonces, opCreateCode, opGetCode, opListActiveCodes, opRedeemCode, opRecordCodeAttempt, opRevokeCodes, opPurgeCodes, opGetAccountLimits, opRecordCodeFailure, opResetCodeFailures, opUnlockCodes, opBlockPush, opHitRateLimit, opPurgeRateLimits, opAppendAudit, opListAudit}
 
 func (t timedTx) CreateAuthRequest(ctx context.Context, a1 flows.
 	AuthRequest) error {
@@ -281,6 +286,31 @@ func (t timedTx) AcquireLease(ctx context.Context, a1 string, a2 string, a3 time
 func (t timedTx) ReleaseLease(ctx context.Context, a1 string, a2 string) error {
 	defer t.o.done(opReleaseLease, time.Now())
 	return t.Tx.ReleaseLease(ctx, a1, a2)
+}
+
+func (t timedTx) CreateSession(ctx context.Context, a1 flows.Session) error {
+	defer t.o.done(opCreateSession, time.Now())
+	return t.Tx.CreateSession(ctx, a1)
+}
+
+func (t timedTx) GetSession(ctx context.Context, a1 string) (flows.Session, error) {
+	defer t.o.done(opGetSession, time.Now())
+	return t.Tx.GetSession(ctx, a1)
+}
+
+func (t timedTx) TouchSession(ctx context.Context, a1 string, a2 time.Time) error {
+	defer t.o.done(opTouchSession, time.Now())
+	return t.Tx.TouchSession(ctx, a1, a2)
+}
+
+func (t timedTx) DeleteSession(ctx context.Context, a1 string) error {
+	defer t.o.done(opDeleteSession, time.Now())
+	return t.Tx.DeleteSession(ctx, a1)
+}
+
+func (t timedTx) PurgeSessions(ctx context.Context, a1 time.Time) error {
+	defer t.o.done(opPurgeSessions, time.Now())
+	return t.Tx.PurgeSessions(ctx, a1)
 }
 
 func (t timedTx) CreateAccount(ctx context.Context, a1 flows.

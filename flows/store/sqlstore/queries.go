@@ -98,10 +98,17 @@ const (
 	qAcquireLease
 	qReleaseLease
 
+	qCreateSession
+	qGetSession
+	qTouchSession
+	qDeleteSession
+	qPurgeSessions
+
 	numQueries
 )
 
 const (
+	sessionCols = `id, kind, subject, data, created_at, last_seen_at, expires_at`
 	accountCols = `id, username, email, phone, display_name, state, state_source, state_reason,
 		state_changed_at, created_at, updated_at`
 	deviceCols = `id, account_id, name, public_key, push_route, state, unregistered_at,
@@ -329,6 +336,13 @@ var queryText = [numQueries]string{
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
 	qReleaseLease: `DELETE FROM leases WHERE name = ? AND holder = ?`,
+
+	qCreateSession: `INSERT INTO sessions (` + sessionCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`,
+	qGetSession:    `SELECT ` + sessionCols + ` FROM sessions WHERE id = ?`,
+	qTouchSession:  `UPDATE sessions SET last_seen_at = ? WHERE id = ?`,
+	qDeleteSession: `DELETE FROM sessions WHERE id = ?`,
+	qPurgeSessions: `DELETE FROM sessions WHERE expires_at < ?`,
 }
 
 // queryArrayText is the form of the statements that take a list of ids (or
