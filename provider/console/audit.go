@@ -322,8 +322,8 @@ func (c *Console) directoryPage(q *req) {
 	c.render(q, http.StatusOK, "directory", "Directory", "directory", rows)
 }
 
-// directorySync is POST /console/directory/{source}/sync: the source's
-// running sync loop starts a full sync now.
+// directorySync is POST /console/directory/{source}/sync: the instance
+// syncing the source (this one or another) starts a full sync now.
 func (c *Console) directorySync(q *req) {
 	name := q.r.PathValue("source")
 	for _, src := range c.srv.DirectorySources() {
@@ -334,7 +334,10 @@ func (c *Console) directorySync(q *req) {
 			c.fail(q, "record the sync request", err)
 			return
 		}
-		src.Trigger()
+		if err := src.RequestFullSync(q.ctx, 0); err != nil {
+			c.fail(q, "request the sync", err)
+			return
+		}
 		c.log.Info("directory sync requested", "directory", name, "admin", q.actor())
 		q.sess.addFlash(false, fmt.Sprintf("Asked %s for a full sync now; its status shows the result.", name))
 		c.redirect(q, "/console/directory")
