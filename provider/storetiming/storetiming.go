@@ -4,6 +4,8 @@
 // untouched.
 package storetiming
 
+//go:generate go run gen.go
+
 import (
 	"context"
 	"time"

@@ -1,14 +1,18 @@
 package storetiming_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keystep/keystep/provider/storetiming/internal/txgen"
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/store/sqlite"
@@ -63,7 +67,7 @@ func TestEveryMethodIsTimed(t *testing.T) {
 			m.Call(args)
 		}()
 		if got := rec.last(); got != name {
-			t.Errorf("%s is not timed (last op %q): add it to tx_methods.go", name, got)
+			t.Errorf("%s is not timed (last op %q): run go generate ./provider/storetiming/", name, got)
 		}
 		if !slices.Contains(storetiming.Ops, name) {
 			t.Errorf("%s is not in Ops", name)
@@ -181,5 +185,21 @@ func BenchmarkWrapperOverhead(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestGeneratedFileIsCurrent fails when tx_methods.go is not what
+// go generate writes from flows.Tx today.
+func TestGeneratedFileIsCurrent(t *testing.T) {
+	want, err := txgen.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("tx_methods.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("tx_methods.go is stale: run go generate ./provider/storetiming/")
 	}
 }
