@@ -66,3 +66,18 @@ func (e *LocalEvents) Subscribe(topic string) (<-chan struct{}, func()) {
 		})
 	}
 }
+
+// PublishAll wakes every current subscriber of every topic (an event hub
+// that may have lost a notification says so: waiters re-read the store).
+func (e *LocalEvents) PublishAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, chs := range e.subs {
+		for ch := range chs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,8 +61,7 @@ type Events struct {
 	clock flows.Clock
 	log   *slog.Logger
 
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	local *flows.LocalEvents // this instance's subscribers
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -100,7 +98,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Events, error) {
 		return nil, fmt.Errorf("pgevents: instance id: %w", err)
 	}
 	e := &Events{dsn: dsn, id: hex.EncodeToString(b[:]), clock: flows.SystemClock{}, log: slog.Default(),
-		subs: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{}), idle: idlePing}
+		local: flows.NewLocalEvents(), done: make(chan struct{}), idle: idlePing}
 	for _, o := range opts {
 		o(e)
 	}
@@ -154,52 +152,14 @@ func (e *Events) Publish(topic string) {
 // of topic on any instance (wake-ups coalesce), and whenever a notification
 // may have been lost.
 func (e *Events) Subscribe(topic string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	e.mu.Lock()
-	if e.subs[topic] == nil {
-		e.subs[topic] = map[chan struct{}]struct{}{}
-	}
-	e.subs[topic][ch] = struct{}{}
-	e.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			e.mu.Lock()
-			delete(e.subs[topic], ch)
-			if len(e.subs[topic]) == 0 {
-				delete(e.subs, topic)
-			}
-			e.mu.Unlock()
-		})
-	}
+	return e.local.Subscribe(topic)
 }
 
 // wake wakes the local subscribers of topic without blocking.
-func (e *Events) wake(topic string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for ch := range e.subs[topic] {
-		signal(ch)
-	}
-}
+func (e *Events) wake(topic string) { e.local.Publish(topic) }
 
 // wakeAll wakes every local subscriber: a notification may have been lost.
-func (e *Events) wakeAll() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, chs := range e.subs {
-		for ch := range chs {
-			signal(ch)
-		}
-	}
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default: // a wake-up is already pending
-	}
-}
+func (e *Events) wakeAll() { e.local.PublishAll() }
 
 // connect opens the listening connection.
 func (e *Events) connect(ctx context.Context) (*pgx.Conn, error) {

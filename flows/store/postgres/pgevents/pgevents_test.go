@@ -73,7 +73,7 @@ func TestPublishAcrossInstances(t *testing.T) {
 	woken(t, onB, "B's own subscriber")
 }
 
-// Unsubscribed channels are no longer woken and the topic is forgotten.
+// Unsubscribed channels are no longer woken.
 func TestUnsubscribe(t *testing.T) {
 	e := open(t, pgtest.DSN(t))
 	ch, stop := e.Subscribe("t")
@@ -81,12 +81,6 @@ func TestUnsubscribe(t *testing.T) {
 	stop() // twice is fine
 	e.Publish("t")
 	notWoken(t, ch, "after unsubscribe")
-	e.mu.Lock()
-	n := len(e.subs)
-	e.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d topics left", n)
-	}
 }
 
 // When the listening connection drops, every subscriber is woken (a
