@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/keystep/keystep/internal/browsertest"
 	"github.com/keystep/keystep/internal/smtptest"
 )
 
@@ -71,7 +72,7 @@ func TestStepPageInChromium(t *testing.T) {
 	t.Run("approve", func(t *testing.T) {
 		w := on(t)
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S")))
 		number := checkStepPage(tb, w.srv)
 		// The QR code is an image that loaded.
 		width := waitJS[int](tb, `(() => {
@@ -81,11 +82,11 @@ func TestStepPageInChromium(t *testing.T) {
 		if width <= 0 {
 			t.Fatalf("the QR image did not load (naturalWidth %d)", width)
 		}
-		tb.screenshot("step-pending.png")
+		tb.Screenshot("step-pending.png")
 
 		// The phone approves; the page moves on by itself to the app.
 		id := w.phoneRequest("phone.json")
-		from := tb.mark()
+		from := tb.Mark()
 		ok(t, nil, w.device("phone.json", "approve", id, "--number", number)...)
 		checkCode(t, tb.waitAnswer(from), w.srv, "S")
 	})
@@ -93,21 +94,21 @@ func TestStepPageInChromium(t *testing.T) {
 	t.Run("deny", func(t *testing.T) {
 		w := on(t)
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-deny")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-deny")))
 		checkStepPage(tb, w.srv)
 		ok(t, nil, w.device("phone.json", "deny", w.phoneRequest("phone.json"))...)
 		// The page moves on by itself to the denied message.
 		tb.waitHeading(deniedHeading, browserWait)
-		if n := eval[int](tb, `document.querySelectorAll("strong.number").length`); n != 0 {
+		if n := browsertest.Eval[int](tb.Tab, `document.querySelectorAll("strong.number").length`); n != 0 {
 			t.Errorf("the denied page still shows the number")
 		}
-		tb.screenshot("step-denied.png")
+		tb.Screenshot("step-denied.png")
 
-		from := tb.mark()
-		if label := run(tb, chromedp.Text(chromedp.CSS(selReturn))); label != "Return to "+demoClientName {
+		from := tb.Mark()
+		if label := browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS(selReturn))); label != "Return to "+demoClientName {
 			t.Errorf("the return button says %q", label)
 		}
-		tb.do(chromedp.Click(chromedp.CSS(selReturn)))
+		tb.Do(chromedp.Click(chromedp.CSS(selReturn)))
 		answer := tb.waitAnswer(from)
 		q := answer.Query()
 		if q.Get("error") != "access_denied" || q.Get("state") != "S-deny" || q.Has("code") {
@@ -123,19 +124,19 @@ func TestStepPageInChromium(t *testing.T) {
 			t.Fatal("admin override printed no code")
 		}
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-override")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-override")))
 		checkStepPage(tb, w.srv)
-		from := tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selOverride)))
-		tb.waitNavigation(from, w.srv.URL+"/step/", browserWait)
+		from := tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selOverride)))
+		tb.WaitNavigation(from, w.srv.URL+"/step/", browserWait)
 		tb.waitHeading(overrideHeading, browserWait)
 		if p := a11yProblems(tb); len(p) > 0 {
 			t.Errorf("accessibility of the override code page: %q", p)
 		}
-		tb.do(chromedp.SendKeys(chromedp.CSS(selCodeInput), oc.Code))
-		tb.screenshot("step-override.png")
-		from = tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selSubmitCode)))
+		tb.Do(chromedp.SendKeys(chromedp.CSS(selCodeInput), oc.Code))
+		tb.Screenshot("step-override.png")
+		from = tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selSubmitCode)))
 		checkCode(t, tb.waitAnswer(from), w.srv, "S-override")
 		// The phone's request was settled by the code.
 		var pend pendingList
@@ -148,72 +149,72 @@ func TestStepPageInChromium(t *testing.T) {
 	t.Run("no JavaScript", func(t *testing.T) {
 		w := on(t)
 		tb := openTab(t, browser, true)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-nojs")))
-		number := strings.TrimSpace(run(tb, chromedp.Text(chromedp.CSS(selNumber))))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-nojs")))
+		number := strings.TrimSpace(browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS(selNumber))))
 		if !numberRE.MatchString(number) {
 			t.Fatalf("number %q", number)
 		}
-		hint := run(tb, chromedp.Text(chromedp.CSS("form#continue p.hint")))
+		hint := browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS("form#continue p.hint")))
 		if !strings.Contains(hint, "choose Continue") {
 			t.Errorf("the page without JavaScript does not say to choose Continue: %q", hint)
 		}
-		tb.screenshot("step-nojs.png")
+		tb.Screenshot("step-nojs.png")
 		// Without JavaScript the page reloads itself (<noscript> refresh
 		// every 5 s). Right after a reload there are 5 s before the next:
 		// approve and press Continue in that window, so that no reload
 		// swaps the page under the click.
-		from := tb.mark()
-		tb.waitNavigation(from, w.srv.URL+"/step/", 10*time.Second)
+		from := tb.Mark()
+		tb.WaitNavigation(from, w.srv.URL+"/step/", 10*time.Second)
 		id := w.phoneRequest("phone.json")
 		ok(t, nil, w.device("phone.json", "approve", id, "--number", number)...)
-		from = tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selContinue)))
+		from = tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selContinue)))
 		checkCode(t, tb.waitAnswer(from), w.srv, "S-nojs")
 	})
 
 	t.Run("accessibility", func(t *testing.T) {
 		w := on(t)
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-a11y")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-a11y")))
 		checkStepPage(tb, w.srv)
 		if p := a11yProblems(tb); len(p) > 0 {
 			t.Errorf("accessibility of the step page: %q", p)
 		}
-		if lang := eval[string](tb, `document.documentElement.lang`); lang != "en" {
+		if lang := browsertest.Eval[string](tb.Tab, `document.documentElement.lang`); lang != "en" {
 			t.Errorf("html lang %q, want en", lang)
 		}
-		live := eval[string](tb, `document.querySelector("strong.number").closest("[aria-live]").getAttribute("aria-live")`)
+		live := browsertest.Eval[string](tb.Tab, `document.querySelector("strong.number").closest("[aria-live]").getAttribute("aria-live")`)
 		if live != "polite" && live != "assertive" {
 			t.Errorf("the number's live region has aria-live=%q", live)
 		}
 		// The code page, where the one visible input is.
-		from := tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selOverride)))
-		tb.waitNavigation(from, w.srv.URL+"/step/", browserWait)
+		from := tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selOverride)))
+		tb.WaitNavigation(from, w.srv.URL+"/step/", browserWait)
 		tb.waitHeading(overrideHeading, browserWait)
 		if p := a11yProblems(tb); len(p) > 0 {
 			t.Errorf("accessibility of the code page: %q", p)
 		}
-		if focused := eval[string](tb, `document.activeElement ? document.activeElement.id : ""`); focused != "code" {
+		if focused := browsertest.Eval[string](tb.Tab, `document.activeElement ? document.activeElement.id : ""`); focused != "code" {
 			t.Errorf("the code page focuses %q, want the code input", focused)
 		}
-		if v := tb.cspViolations(); len(v) > 0 {
+		if v := tb.CSPViolations(); len(v) > 0 {
 			t.Fatalf("Content Security Policy violations: %q", v)
 		}
 		// The console listener does see a violation: an inline script,
 		// which the policy forbids, is reported.
-		tb.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		tb.Do(chromedp.Evaluate[chromedp.Void](`(() => {
 			const s = document.createElement("script");
 			s.textContent = "window.inlineRan = true";
 			document.body.appendChild(s);
 		})()`))
-		t.Logf("a deliberate inline script is reported: %s", tb.waitCSPReport(browserWait))
-		if eval[bool](tb, `window.inlineRan === true`) {
+		t.Logf("a deliberate inline script is reported: %s", tb.WaitCSPReport(browserWait))
+		if browsertest.Eval[bool](tb.Tab, `window.inlineRan === true`) {
 			t.Error("an inline script ran despite the Content-Security-Policy")
 		}
 		// Leave: Cancel returns to the app with access_denied.
-		from = tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selReturn)))
+		from = tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selReturn)))
 		answer := tb.waitAnswer(from)
 		if q := answer.Query(); q.Get("error") != "access_denied" || q.Get("state") != "S-a11y" {
 			t.Fatalf("cancel: the app got %s", answer)
@@ -228,26 +229,26 @@ func TestStepPageInChromium(t *testing.T) {
 		w.enroll("alice", "phone.json")
 
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-expired")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-expired")))
 		checkStepPage(tb, w.srv)
 		first := w.phoneRequest("phone.json")
 		// Nobody answers: the page moves on by itself to the timed-out
 		// page once the 10 s sign-in has expired.
 		tb.waitHeading(expiredHeading, expiryDeadline)
-		tb.screenshot("step-expired.png")
+		tb.Screenshot("step-expired.png")
 
 		// Try again: a new sign-in, with its number and a new request on
 		// the phone, which the phone approves.
-		from := tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selRetry)))
-		tb.waitNavigation(from, w.srv.URL+"/step/", browserWait)
+		from := tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selRetry)))
+		tb.WaitNavigation(from, w.srv.URL+"/step/", browserWait)
 		tb.waitHeading(stepHeading, browserWait)
 		number := checkStepPage(tb, w.srv)
 		second := w.phoneRequest("phone.json")
 		if second == first {
 			t.Fatalf("try again did not start a new sign-in (request %s)", first)
 		}
-		from = tb.mark()
+		from = tb.Mark()
 		ok(t, nil, w.device("phone.json", "approve", second, "--number", number)...)
 		checkCode(t, tb.waitAnswer(from), w.srv, "S-expired")
 	})
@@ -276,29 +277,29 @@ func TestStepPageInChromium(t *testing.T) {
 		w.enroll("alice", "phone.json")
 
 		tb := openTab(t, browser, false)
-		tb.do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-email")))
+		tb.Do(chromedp.Navigate(demoAuthorizeURL(t, w.srv, "alice", "S-email")))
 		checkStepPage(tb, w.srv)
-		from := tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selEmailMe)))
-		tb.waitNavigation(from, w.srv.URL+"/step/", browserWait)
+		from := tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selEmailMe)))
+		tb.WaitNavigation(from, w.srv.URL+"/step/", browserWait)
 		tb.waitHeading(codeHeading, browserWait)
-		sent := run(tb, chromedp.Text(chromedp.CSS("main")))
+		sent := browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS("main")))
 		if !strings.Contains(sent, "We sent a code to") || strings.Contains(sent, "alice@example.com") {
 			t.Errorf("the code page should say where the code went, masked:\n%s", sent)
 		}
 		if p := a11yProblems(tb); len(p) > 0 {
 			t.Errorf("accessibility of the email code page: %q", p)
 		}
-		tb.screenshot("step-email-sent.png")
+		tb.Screenshot("step-email-sent.png")
 
 		_, body := mailTo(t, smtpSrv, 1, "alice@example.com")
 		m := emailCode.FindStringSubmatch(body)
 		if m == nil {
 			t.Fatalf("no code in the email:\n%s", body)
 		}
-		tb.do(chromedp.SendKeys(chromedp.CSS(selCodeInput), m[1]))
-		from = tb.mark()
-		tb.do(chromedp.Click(chromedp.CSS(selSubmitCode)))
+		tb.Do(chromedp.SendKeys(chromedp.CSS(selCodeInput), m[1]))
+		from = tb.Mark()
+		tb.Do(chromedp.Click(chromedp.CSS(selSubmitCode)))
 		checkCode(t, tb.waitAnswer(from), w.srv, "S-email")
 	})
 }
@@ -307,13 +308,13 @@ func TestStepPageInChromium(t *testing.T) {
 // the demo app, with a number, and returns the number.
 func checkStepPage(tb *tab, srv server) string {
 	tb.t.Helper()
-	if loc := run(tb, chromedp.Location()); !strings.HasPrefix(loc, srv.URL+"/step/") {
+	if loc := browsertest.Run(tb.Tab, chromedp.Location()); !strings.HasPrefix(loc, srv.URL+"/step/") {
 		tb.t.Fatalf("the browser is at %s, not the step page", loc)
 	}
-	if h := run(tb, chromedp.Text(chromedp.CSS("h1"))); h != stepHeading {
+	if h := browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS("h1"))); h != stepHeading {
 		tb.t.Fatalf("step page heading %q, want %q", h, stepHeading)
 	}
-	number := strings.TrimSpace(run(tb, chromedp.Text(chromedp.CSS(selNumber))))
+	number := strings.TrimSpace(browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS(selNumber))))
 	if !numberRE.MatchString(number) {
 		tb.t.Fatalf("the step page shows the number %q", number)
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/keystep/keystep/internal/browsertest"
 )
 
 // TestSAMLInChromium signs in to a SAML app through keystep in a real
@@ -33,29 +35,29 @@ func TestSAMLInChromium(t *testing.T) {
 	w.enroll("alice", "phone.json")
 
 	tb := openTab(t, browser, false)
-	from := tb.mark()
-	tb.do(chromedp.Navigate(app.url + "/login?user=alice"))
-	tb.waitNavigation(from, srv.URL+"/step/", browserWait)
+	from := tb.Mark()
+	tb.Do(chromedp.Navigate(app.url + "/login?user=alice"))
+	tb.WaitNavigation(from, srv.URL+"/step/", browserWait)
 	if h := waitJS[string](tb, `(document.querySelector("h1") || {}).textContent || ""`, browserWait); h != "Example portal wants you to sign in" {
 		t.Fatalf("step page heading %q", h)
 	}
-	number := strings.TrimSpace(run(tb, chromedp.Text(chromedp.CSS(selNumber))))
+	number := strings.TrimSpace(browsertest.Run(tb.Tab, chromedp.Text(chromedp.CSS(selNumber))))
 	if !numberRE.MatchString(number) {
 		t.Fatalf("the step page shows the number %q", number)
 	}
-	tb.screenshot("saml-step-pending.png")
+	tb.Screenshot("saml-step-pending.png")
 
-	from = tb.mark()
+	from = tb.Mark()
 	var pend pendingList
 	ok(t, &pend, w.device("phone.json", "pending")...)
 	if len(pend.Requests) != 1 || pend.Requests[0].Client != "Example portal" {
 		t.Fatalf("the phone shows %+v, want one request from Example portal", pend)
 	}
 	ok(t, nil, w.device("phone.json", "approve", pend.Requests[0].ID, "--number", number)...)
-	tb.waitNavigation(from, app.url+"/app", browserWait)
+	tb.WaitNavigation(from, app.url+"/app", browserWait)
 	body := waitJS[string](tb, `document.body ? document.body.innerText : ""`, browserWait)
 	if !strings.Contains(body, `"subject":"alice"`) {
 		t.Fatalf("the app's page after sign-in: %q", body)
 	}
-	tb.screenshot("saml-app-signed-in.png")
+	tb.Screenshot("saml-app-signed-in.png")
 }

@@ -3,188 +3,48 @@ package console
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/keystep/keystep/directory"
 	"github.com/keystep/keystep/flows"
+	"github.com/keystep/keystep/internal/browsertest"
 )
 
-// The browser harness follows integration/browser_helpers_test.go: the
-// real Chromium of the Debian package, a tab that records its console and
-// its navigations, waits that end on what the browser reports, and
-// screenshots in $KEYSTEP_TEST_ARTIFACTS.
+// The browser harness is internal/browsertest, as in the integration
+// tests: the real Chromium of the Debian package, a tab that records its
+// console and its navigations, waits that end on what the browser reports,
+// and screenshots in $KEYSTEP_TEST_ARTIFACTS.
 
-// chromiumPath is where Debian's chromium package puts the browser.
-const chromiumPath = "/usr/bin/chromium"
-
-// browserWait bounds each wait on the browser: a hang guard, never a
-// synchronisation.
-const browserWait = 30 * time.Second
-
-// startChromium starts a headless Chromium for the test. Without it the
-// test fails: it never skips.
-func startChromium(t *testing.T) context.Context {
-	t.Helper()
-	if fi, err := os.Stat(chromiumPath); err != nil || fi.IsDir() {
-		t.Fatalf("the console's browser tests need Chromium at %s: install the Debian package chromium (%v)", chromiumPath, err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1200, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start %s: %v", chromiumPath, err)
-	}
-	return ctx
-}
-
-// tab is one browser tab in a fresh browser context; it records console
-// messages and main-frame navigations. A Content Security Policy message
-// in its console fails the test.
+// tab is one browser tab in a fresh browser context (a browsertest.Tab),
+// with the console tests' own steps. A Content Security Policy message in
+// its console fails the test.
 type tab struct {
-	t   *testing.T
-	ctx context.Context
-
-	mu      sync.Mutex
-	console []string
-	csp     []string
-	navs    []string
-	changed chan struct{}
+	*browsertest.Tab
+	t *testing.T
 }
 
+// openTab opens a tab of browser in a new browser context.
 func openTab(t *testing.T, browser context.Context) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	tb := &tab{t: t, ctx: ctx, changed: make(chan struct{})}
-	t.Cleanup(func() {
-		cancel()
-		tb.mu.Lock()
-		defer tb.mu.Unlock()
-		if len(tb.csp) > 0 {
-			t.Errorf("Content Security Policy violations in the console:\n%s", strings.Join(tb.csp, "\n"))
-		}
-		if t.Failed() {
-			t.Logf("browser console:\n%s\nnavigations: %q", strings.Join(tb.console, "\n"), tb.navs)
-		}
-	})
-	if err := chromedp.Listen(ctx, tb.event); err != nil {
-		t.Fatalf("open a tab: %v", err)
-	}
-	return tb
-}
-
-// event records one event; it runs on the tab's reading goroutine.
-func (tb *tab) event(ev any) {
-	var msg string
-	switch ev := ev.(type) {
-	case *log.EventEntryAdded:
-		msg = fmt.Sprintf("%s (%s): %s [%s]", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
-	case *runtime.EventConsoleAPICalled:
-		msg = fmt.Sprintf("console.%s", ev.Type)
-		for _, a := range ev.Args {
-			msg += " " + a.Description + strings.Trim(string(a.Value), `"`)
-		}
-	case *runtime.EventExceptionThrown:
-		msg = "exception: " + ev.ExceptionDetails.Text
-	case *page.EventFrameNavigated:
-		if ev.Frame.ParentID != "" {
-			return
-		}
-		tb.mu.Lock()
-		tb.navs = append(tb.navs, ev.Frame.URL)
-		tb.signal()
-		tb.mu.Unlock()
-		return
-	default:
-		return
-	}
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	tb.console = append(tb.console, msg)
-	if strings.Contains(msg, "Content Security Policy") || strings.Contains(msg, "Content-Security-Policy") {
-		tb.csp = append(tb.csp, msg)
-	}
-	tb.signal()
-}
-
-// signal wakes the waiters; tb.mu is held.
-func (tb *tab) signal() {
-	close(tb.changed)
-	tb.changed = make(chan struct{})
-}
-
-// do runs actions on the tab within browserWait.
-func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
-	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		tb.t.Fatalf("browser: %v", err)
-	}
+	return &tab{Tab: browsertest.OpenTab(t, browser), t: t}
 }
 
 // eval evaluates a JavaScript expression in the page (DevTools only: the
 // pages themselves run no script).
 func eval[T any](tb *tab, expr string) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		tb.t.Fatalf("browser: %s: %v", expr, err)
-	}
-	return v
-}
-
-// mark is the number of navigations so far.
-func (tb *tab) mark() int {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return len(tb.navs)
+	return browsertest.Eval[T](tb.Tab, expr)
 }
 
 // waitNavigation waits for a main-frame navigation after the from'th to a
 // URL that starts with prefix.
-func (tb *tab) waitNavigation(from int, prefix string) string {
+func (tb *tab) waitNavigation(from int, prefix string) {
 	tb.t.Helper()
-	guard := time.NewTimer(browserWait)
-	defer guard.Stop()
-	for {
-		tb.mu.Lock()
-		for _, u := range tb.navs[from:] {
-			if strings.HasPrefix(u, prefix) {
-				tb.mu.Unlock()
-				return u
-			}
-		}
-		navs := append([]string(nil), tb.navs[from:]...)
-		ch := tb.changed
-		tb.mu.Unlock()
-		select {
-		case <-ch:
-		case <-guard.C:
-			tb.t.Fatalf("the tab did not go to %s; it went to %q", prefix, navs)
-		}
-	}
+	tb.WaitNavigation(from, prefix, browsertest.Wait)
 }
 
 // waitLoaded waits for the current document to finish loading and for
@@ -193,34 +53,14 @@ func (tb *tab) waitNavigation(from int, prefix string) string {
 // browser reports something new.
 func (tb *tab) waitLoaded(heading string) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
-	defer cancel()
 	expr := fmt.Sprintf(`document.readyState === "complete" && !!document.querySelector("h1") && document.querySelector("h1").textContent.includes(%q)`, heading)
-	for {
-		tb.mu.Lock()
-		changed := tb.changed
-		tb.mu.Unlock()
-		_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil {
-			tb.t.Fatalf("waited for a page headed %q: %v (navigations %q)", heading, err, tb.navs)
-		}
-		retry := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-changed:
-		case <-retry.C:
-		case <-ctx.Done():
-		}
-		retry.Stop()
-	}
+	browsertest.WaitJS[bool](tb.Tab, expr, browsertest.Wait, chromedp.WithPollingInterval(20*time.Millisecond))
 }
 
 // goTo loads a URL and waits for its page.
 func (tb *tab) goTo(u, heading string) {
 	tb.t.Helper()
-	tb.do(chromedp.Navigate(u))
+	tb.Do(chromedp.Navigate(u))
 	tb.waitLoaded(heading)
 }
 
@@ -228,8 +68,8 @@ func (tb *tab) goTo(u, heading string) {
 // starts with prefix, headed heading).
 func (tb *tab) click(sel, prefix, heading string) {
 	tb.t.Helper()
-	from := tb.mark()
-	tb.do(chromedp.Click(chromedp.CSS(sel)))
+	from := tb.Mark()
+	tb.Do(chromedp.Click(chromedp.CSS(sel)))
 	tb.waitNavigation(from, prefix)
 	tb.waitLoaded(heading)
 }
@@ -237,28 +77,7 @@ func (tb *tab) click(sel, prefix, heading string) {
 // typeIn sets a text field's value by typing it.
 func (tb *tab) typeIn(sel, text string) {
 	tb.t.Helper()
-	tb.do(chromedp.SendKeys(chromedp.CSS(sel), text))
-}
-
-// screenshot saves a full-page PNG as name in the artifacts directory.
-func (tb *tab) screenshot(name string) {
-	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, browserWait)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		tb.t.Fatalf("screenshot: %v", err)
-	}
-	dir := os.Getenv("KEYSTEP_TEST_ARTIFACTS")
-	if dir == "" {
-		dir = "artifacts" // go test runs in the package's directory
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		tb.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		tb.t.Fatal(err)
-	}
+	tb.Do(chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
 // TestConsoleInChromium drives the console in a real headless Chromium:
@@ -268,7 +87,7 @@ func (tb *tab) screenshot(name string) {
 // out. The pages' styles apply under the CSP, and no CSP message shows in
 // the console. Screenshots: $KEYSTEP_TEST_ARTIFACTS/console-*.png.
 func TestConsoleInChromium(t *testing.T) {
-	browser := startChromium(t)
+	browser := browsertest.Start(t, browsertest.For("the console's browser tests"), browsertest.WindowSize(1200, 900))
 	e := newEnvAt(t, true, time.Date(2026, 11, 27, 9, 40, 0, 0, time.UTC))
 	e.clock.Advance(-23 * time.Hour)
 	users := map[string]flows.Account{}
@@ -311,8 +130,8 @@ func TestConsoleInChromium(t *testing.T) {
 	base := e.ts.URL
 
 	// Signed out, the console leads to its login page.
-	from := tb.mark()
-	tb.do(chromedp.Navigate(base + "/console/users"))
+	from := tb.Mark()
+	tb.Do(chromedp.Navigate(base + "/console/users"))
 	tb.waitNavigation(from, base+"/console/login")
 	tb.waitLoaded("Sign in to the console")
 	// The nonce'd style sheet applies: the CSP lets it in.
@@ -324,7 +143,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if msg := eval[string](tb, `document.querySelector("[role=alert]").textContent`); !strings.Contains(msg, "not an admin token") {
 		t.Errorf("wrong token: %q", msg)
 	}
-	tb.screenshot("console-login.png")
+	tb.Screenshot("console-login.png")
 	tb.typeIn("#token", aliceToken)
 	tb.click("form[action='/console/login'] button[type=submit]", base+"/console/", "Overview")
 
@@ -344,15 +163,15 @@ func TestConsoleInChromium(t *testing.T) {
 	if got := eval[string](tb, `document.querySelector("#fraud-count").textContent`); got != "1" {
 		t.Errorf("fraud count %q", got)
 	}
-	tb.screenshot("console-overview.png")
+	tb.Screenshot("console-overview.png")
 
 	// Users: the list, then a search.
 	tb.click(`header nav a[href="/console/users"]`, base+"/console/users", "Users")
 	if got := eval[[]string](tb, `[...document.querySelectorAll("#users tbody tr[data-user]")].map(r => r.dataset.user)`); strings.Join(got, ",") != "carol,dave,erin,frank,grace" {
 		t.Errorf("users %q", got)
 	}
-	tb.screenshot("console-users.png")
-	tb.do(chromedp.SetValue(chromedp.CSS("#state"), "suspended"))
+	tb.Screenshot("console-users.png")
+	tb.Do(chromedp.SetValue(chromedp.CSS("#state"), "suspended"))
 	tb.click(`form[action="/console/users"] button[type=submit]`, base+"/console/users?", "Users")
 	if got := eval[[]string](tb, `[...document.querySelectorAll("#users tbody tr[data-user]")].map(r => r.dataset.user)`); strings.Join(got, ",") != "frank" {
 		t.Errorf("suspended users %q", got)
@@ -369,7 +188,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if a := e.account(users["carol"].ID); a.State != flows.AccountSuspended {
 		t.Fatalf("carol is %s", a.State)
 	}
-	tb.screenshot("console-user-suspended.png")
+	tb.Screenshot("console-user-suspended.png")
 	tb.typeIn("#restore-reason", "laptop found")
 	tb.click("#restore button[type=submit]", base+"/console/users/"+users["carol"].ID, "carol")
 	if a := e.account(users["carol"].ID); a.State != flows.AccountActive {
@@ -390,7 +209,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if sgn, err := e.svc.SubmitCode(e.ctx, flows.SubmitCodeRequest{SignInID: ch.SignIn.ID, Code: code}); err != nil || sgn.Status != flows.StatusApproved {
 		t.Errorf("the code %q shown does not sign in: %v", code, err)
 	}
-	tb.screenshot("console-override.png")
+	tb.Screenshot("console-override.png")
 
 	// An invitation, with its QR code drawn inline.
 	tb.goTo(base+"/console/users/"+users["grace"].ID, "grace")
@@ -398,7 +217,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if w := eval[float64](tb, `document.querySelector("#invite-qr svg").getBoundingClientRect().width`); w < 200 {
 		t.Errorf("the QR code is %v px wide", w)
 	}
-	tb.screenshot("console-invite.png")
+	tb.Screenshot("console-invite.png")
 
 	// The directory.
 	tb.click(`header nav a[href="/console/directory"]`, base+"/console/directory", "Directory")
@@ -406,12 +225,12 @@ func TestConsoleInChromium(t *testing.T) {
 	if msg := eval[string](tb, `document.querySelector(".flash").textContent`); !strings.Contains(msg, "Asked corp for a full sync") {
 		t.Errorf("sync now: %q", msg)
 	}
-	tb.screenshot("console-directory.png")
+	tb.Screenshot("console-directory.png")
 
 	// The audit log: filtered to sign-ins, the fraud report stands out.
 	tb.click(`header nav a[href="/console/audit"]`, base+"/console/audit", "Audit log")
 	tb.typeIn("#action", "signin.")
-	tb.do(chromedp.SetValue(chromedp.CSS("#from"), "2026-11-27T02:00"), chromedp.SetValue(chromedp.CSS("#to"), "2026-11-27T05:00"))
+	tb.Do(chromedp.SetValue(chromedp.CSS("#from"), "2026-11-27T02:00"), chromedp.SetValue(chromedp.CSS("#to"), "2026-11-27T05:00"))
 	tb.click(`form[action="/console/audit"] button[type=submit]`, base+"/console/audit?", "Audit log")
 	if n := eval[int](tb, `document.querySelectorAll("table.events tr.fraud").length`); n != 1 {
 		t.Errorf("%d fraud rows highlighted", n)
@@ -419,7 +238,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if bg := eval[string](tb, `getComputedStyle(document.querySelector("tr.fraud td")).backgroundColor`); bg != "rgb(255, 241, 240)" {
 		t.Errorf("the fraud row's background is %q", bg)
 	}
-	tb.screenshot("console-audit.png")
+	tb.Screenshot("console-audit.png")
 	tb.goTo(base+"/console/audit?account=carol", "Audit log")
 	if got := eval[string](tb, `document.querySelector("table.events tbody tr td:nth-child(3)").textContent`); got != flows.AuditSignInApproved {
 		t.Errorf("carol's newest event: %q", got)
@@ -427,8 +246,8 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// Sign out: the console is closed again.
 	tb.click("#logout", base+"/console/login", "Sign in to the console")
-	from = tb.mark()
-	tb.do(chromedp.Navigate(base + "/console/users"))
+	from = tb.Mark()
+	tb.Do(chromedp.Navigate(base + "/console/users"))
 	tb.waitNavigation(from, base+"/console/login")
 	tb.waitLoaded("Sign in to the console")
 }
