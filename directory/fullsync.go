@@ -63,14 +63,18 @@ func (s *Source) fullSync(ctx context.Context, opt SyncOptions) (RunReport, erro
 	if st, err := s.Status(ctx); err == nil && st.LastFull != nil {
 		expected = st.LastFull.Entries
 	}
-	if err := s.store.ClearStagedDirectoryEntries(ctx, name); err != nil {
-		return rep, fmt.Errorf("directory %s: %w", name, err)
-	}
-	defer func() {
-		if err := s.store.ClearStagedDirectoryEntries(context.WithoutCancel(ctx), name); err != nil {
-			s.log.Error("clearing staged entries", "err", err)
+	// A dry run stages nothing (it would clear the staging of a sync that
+	// runs meanwhile); a real one starts from an empty staging area.
+	if !opt.DryRun {
+		if err := s.store.ClearStagedDirectoryEntries(ctx, name); err != nil {
+			return rep, fmt.Errorf("directory %s: %w", name, err)
 		}
-	}()
+		defer func() {
+			if err := s.store.ClearStagedDirectoryEntries(context.WithoutCancel(ctx), name); err != nil {
+				s.log.Error("clearing staged entries", "err", err)
+			}
+		}()
+	}
 
 	// Plan: read every user, stage what changed and count the accounts
 	// seen. An unchanged sync writes nothing.
@@ -216,7 +220,7 @@ func (s *Source) checkGuard(ctx context.Context, rep *RunReport, removals, total
 // planPage maps a page, counts its entries whose accounts exist, and
 // stages those that changed.
 func (s *Source) planPage(ctx context.Context, rep *RunReport, plan *plan, page []*ldap.Entry, dry bool) error {
-	entries, _, byID, err := s.mapPage(ctx, rep, page)
+	entries, byID, err := s.mapPage(ctx, rep, page)
 	if err != nil {
 		return err
 	}
@@ -246,7 +250,7 @@ func (s *Source) planPage(ctx context.Context, rep *RunReport, plan *plan, page 
 			classify(rep, e, a)
 		}
 	}
-	if len(staged) == 0 {
+	if dry || len(staged) == 0 {
 		return nil
 	}
 	return s.store.StageDirectoryEntries(ctx, s.cfg.Name, rep.Run, staged)
@@ -266,7 +270,7 @@ func (s *Source) markPage(ctx context.Context, run string, page []*ldap.Entry) e
 
 // mapPage maps a page of entries (counting and reporting those it cannot
 // map) and reads their links, by external id.
-func (s *Source) mapPage(ctx context.Context, rep *RunReport, page []*ldap.Entry) ([]flows.DirectoryEntry, []string, map[string]flows.DirectoryLink, error) {
+func (s *Source) mapPage(ctx context.Context, rep *RunReport, page []*ldap.Entry) ([]flows.DirectoryEntry, map[string]flows.DirectoryLink, error) {
 	now := s.now()
 	entries := make([]flows.DirectoryEntry, 0, len(page))
 	ids := make([]string, 0, len(page))
@@ -283,13 +287,13 @@ func (s *Source) mapPage(ctx context.Context, rep *RunReport, page []*ldap.Entry
 	}
 	links, err := s.store.GetDirectoryLinks(ctx, s.cfg.Name, ids)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	byID := make(map[string]flows.DirectoryLink, len(links))
 	for _, l := range links {
 		byID[l.ExternalID] = l
 	}
-	return entries, ids, byID, nil
+	return entries, byID, nil
 }
 
 // classify counts what applying e would do to the account a (nil: none,

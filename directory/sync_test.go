@@ -471,9 +471,17 @@ func TestGuard(t *testing.T) {
 	if got := alerts.kinds(); len(got) != 1 || got[0] != flows.AlertDirectoryGuard {
 		t.Errorf("alerts: %v", got)
 	}
-	// A dry run says what would happen, and changes nothing either.
+	// A dry run says what would happen, and changes nothing either, not
+	// even the staging of a sync running meanwhile.
+	other := []flows.DirectoryEntry{{ExternalID: "staged-by-another-sync", Username: "x", State: flows.AccountActive}}
+	if err := e.store.StageDirectoryEntries(e.ctx, "corp", "another-run", other); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.src.FullSync(e.ctx, SyncOptions{DryRun: true, ConfirmRemovals: 11}); err != nil {
 		t.Fatalf("dry run: %v", err)
+	}
+	if staged, err := e.store.ListStagedDirectoryEntries(e.ctx, "corp", "another-run", "", 10); err != nil || len(staged) != 1 {
+		t.Errorf("a dry run touched another sync's staging: %v, %v", staged, err)
 	}
 	if a := e.account("user000001"); a.State != flows.AccountActive {
 		t.Error("a dry run removed an account")

@@ -282,7 +282,7 @@ func syncState(ctrls []ldap.Control) *ldap.ControlSyncState {
 // applyEntries maps and applies entries that came from an incremental
 // sync, skipping those whose hash says they did not change.
 func (s *Source) applyEntries(ctx context.Context, rep *RunReport, page []*ldap.Entry) error {
-	entries, _, byID, err := s.mapPage(ctx, rep, page)
+	entries, byID, err := s.mapPage(ctx, rep, page)
 	if err != nil {
 		return err
 	}
