@@ -22,7 +22,6 @@ type DirectoryResult struct {
 	Suspended bool
 	Restored  bool
 	Removed   bool
-	Relinked  bool // only the link (DN, hash, run) was written
 }
 
 // Changed reports whether the account itself changed.
@@ -164,7 +163,6 @@ func (s *Service) applyEntry(ctx context.Context, tx Tx, actor, source string, e
 	if !res.Changed() && len(links) == 1 && links[0].DN == e.DN && bytes.Equal(links[0].Hash, hash) && links[0].SeenRun == run {
 		return res, nil, nil
 	}
-	res.Relinked = !res.Changed()
 	return res, cancelled, tx.PutDirectoryLink(ctx, link)
 }
 
