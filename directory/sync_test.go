@@ -3,10 +3,7 @@ package directory
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +18,7 @@ import (
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
 	"github.com/keystep/keystep/flows/notify/smtp"
+	"github.com/keystep/keystep/flows/phonetest"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/internal/slapdtest"
 	"github.com/keystep/keystep/internal/smtptest"
@@ -135,31 +133,8 @@ func (e *syncEnv) state(id string) flows.AccountState { return e.accountByID(id)
 // enroll gives the account a device and returns its key.
 func (e *syncEnv) enroll(username string) (flows.Device, *ecdsa.PrivateKey) {
 	e.t.Helper()
-	_, link, err := e.svc.Invite(e.ctx, "admin", username)
-	if err != nil {
-		e.t.Fatalf("invite %s: %v", username, err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	msg, err := flows.EnrollPayload(link.Server, link.Token, der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sig, err := flows.SignES256(key, msg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	d, _, err := e.svc.Enroll(e.ctx, flows.EnrollRequest{Token: link.Token, PublicKey: der, Signature: sig, Name: "phone"})
-	if err != nil {
-		e.t.Fatalf("enroll %s: %v", username, err)
-	}
-	return d, key
+	p := phonetest.Enroll(e.t, e.svc, username)
+	return p.Device, p.Key
 }
 
 // begin starts a push sign-in for username.

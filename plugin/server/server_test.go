@@ -3,9 +3,6 @@ package server_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
+	"github.com/keystep/keystep/flows/phonetest"
 	"github.com/keystep/keystep/flows/store/sqlite"
 	"github.com/keystep/keystep/plugin/pluginapi"
 	pb "github.com/keystep/keystep/plugin/proto/keystep/v1"
@@ -130,31 +128,8 @@ func (e *env) addUser(name string) flows.Account {
 
 func (e *env) enroll(user string) phone {
 	e.t.Helper()
-	_, link, err := e.svc.Invite(e.ctx, "admin", user)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	msg, err := flows.EnrollPayload(link.Server, link.Token, der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sig, err := flows.SignES256(key, msg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	d, _, err := e.svc.Enroll(e.ctx, flows.EnrollRequest{Token: link.Token, PublicKey: der, Signature: sig, Name: "test phone"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return phone{key: key, id: d.ID}
+	p := phonetest.Enroll(e.t, e.svc, user)
+	return phone{key: p.Key, id: p.Device.ID}
 }
 
 // approve approves a push with the number, as the phone would.

@@ -3,9 +3,6 @@ package steppage
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +23,7 @@ import (
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/flows/clocktest"
 	"github.com/keystep/keystep/flows/notify/notifytest"
+	"github.com/keystep/keystep/flows/phonetest"
 	"github.com/keystep/keystep/flows/store/sqlite"
 )
 
@@ -133,31 +131,8 @@ type phone struct {
 // enroll enrolls a device for the user, as the app would.
 func (e *env) enroll(user string) phone {
 	e.t.Helper()
-	_, link, err := e.svc.Invite(e.ctx, "admin", user)
-	if err != nil {
-		e.t.Fatalf("invite %s: %v", user, err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	msg, err := flows.EnrollPayload(link.Server, link.Token, der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sig, err := flows.SignES256(key, msg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	d, _, err := e.svc.Enroll(e.ctx, flows.EnrollRequest{Token: link.Token, PublicKey: der, Signature: sig, Name: "test phone"})
-	if err != nil {
-		e.t.Fatalf("enroll %s: %v", user, err)
-	}
-	return phone{key: key, device: d}
+	p := phonetest.Enroll(e.t, e.svc, user)
+	return phone{key: p.Key, device: p.Device}
 }
 
 // decide signs and records a decision on the request's current sign-in,
