@@ -183,23 +183,10 @@ func benchSignIn(ctx context.Context, tb testing.TB, srv server, party rp.Relyin
 	if p.Status != http.StatusFound || !strings.HasPrefix(p.Location, srv.URL+"/step/") {
 		return fmt.Errorf("%s: authorize answered %d → %q:\n%s", u.name, p.Status, p.Location, p.Body)
 	}
-	step := br.Follow(p)
-	m := stepNumberRE.FindStringSubmatch(step.Body)
-	if step.Status != http.StatusOK || m == nil {
-		return fmt.Errorf("%s: step page %d without a number:\n%s", u.name, step.Status, step.Body)
+	ans, err := approveOnStepPage(ctx, br, p, u)
+	if err != nil {
+		return err
 	}
-	reqs, err := u.phone.Pending(ctx)
-	if err != nil || len(reqs) != 1 {
-		return fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
-	}
-	if _, err := u.phone.ApproveRequest(ctx, reqs[0], m[1]); err != nil {
-		return fmt.Errorf("%s: approve: %w", u.name, err)
-	}
-	f, ok := step.FindForm("/finish")
-	if !ok {
-		return fmt.Errorf("%s: no Continue form:\n%s", u.name, step.Body)
-	}
-	ans := br.Submit(f, nil)
 	loc, err := url.Parse(ans.Location)
 	if ans.Status != http.StatusSeeOther || err != nil || loc.Query().Get("state") != state {
 		return fmt.Errorf("%s: Continue answered %d → %q:\n%s", u.name, ans.Status, ans.Location, ans.Body)
@@ -212,4 +199,28 @@ func benchSignIn(ctx context.Context, tb testing.TB, srv server, party rp.Relyin
 		return fmt.Errorf("%s: acr %q amr %v", u.name, c.AuthenticationContextClassReference, c.AuthenticationMethodsReferences)
 	}
 	return nil
+}
+
+// approveOnStepPage follows the redirect p to the step page, has u's phone
+// approve with the number shown, and presses Continue: the answer is what
+// the step page sends back to the protocol.
+func approveOnStepPage(ctx context.Context, br *steptest.Browser, p *steptest.Page, u *benchUser) (*steptest.Page, error) {
+	step := br.Follow(p)
+	m := stepNumberRE.FindStringSubmatch(step.Body)
+	if step.Status != http.StatusOK || m == nil {
+		return nil, fmt.Errorf("%s: step page %d without a number:\n%s", u.name, step.Status, step.Body)
+	}
+	reqs, err := u.phone.Pending(ctx)
+	if err != nil || len(reqs) != 1 {
+		return nil, fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
+	}
+	if _, err := u.phone.ApproveRequest(ctx, reqs[0], m[1]); err != nil {
+		return nil, fmt.Errorf("%s: approve: %w", u.name, err)
+	}
+	f, ok := step.FindForm("/finish")
+	if !ok {
+		return nil, fmt.Errorf("%s: no Continue form:\n%s", u.name, step.Body)
+	}
+	ans := br.Submit(f, nil)
+	return ans, nil
 }

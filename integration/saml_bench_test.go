@@ -45,23 +45,10 @@ func benchSAMLSignIn(ctx context.Context, tb testing.TB, srv server, app *samlAp
 	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, srv.URL+"/step/") {
 		return fmt.Errorf("%s: SSO answered %d → %q:\n%s", u.name, p.Status, p.Location, p.Body)
 	}
-	step := br.Follow(p)
-	m := stepNumberRE.FindStringSubmatch(step.Body)
-	if step.Status != http.StatusOK || m == nil {
-		return fmt.Errorf("%s: step page %d without a number:\n%s", u.name, step.Status, step.Body)
+	ans, err := approveOnStepPage(ctx, br, p, u)
+	if err != nil {
+		return err
 	}
-	reqs, err := u.phone.Pending(ctx)
-	if err != nil || len(reqs) != 1 {
-		return fmt.Errorf("%s: %d pending requests, %v", u.name, len(reqs), err)
-	}
-	if _, err := u.phone.ApproveRequest(ctx, reqs[0], m[1]); err != nil {
-		return fmt.Errorf("%s: approve: %w", u.name, err)
-	}
-	f, ok := step.FindForm("/finish")
-	if !ok {
-		return fmt.Errorf("%s: no Continue form:\n%s", u.name, step.Body)
-	}
-	ans := br.Submit(f, nil)
 	form, ok := ans.FindForm("/saml/acs")
 	if ans.Status != http.StatusOK || !ok {
 		return fmt.Errorf("%s: Continue answered %d:\n%s", u.name, ans.Status, ans.Body)
