@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -74,12 +75,8 @@ func (nopObserver) FraudReported()                                {}
 
 // limitName is the name of a rate-limit key: the part before its first ':'.
 func limitName(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] == limitKeySeparator {
-			return key[:i]
-		}
-	}
-	return key
+	name, _, _ := strings.Cut(key, string(limitKeySeparator))
+	return name
 }
 
 // outcomeOf is how a decided sign-in ended.

@@ -21,8 +21,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
+
+	"github.com/keystep/keystep/provider/internal/ratelimit"
 
 	"github.com/keystep/keystep/flows"
 	"github.com/keystep/keystep/provider"
@@ -264,14 +265,5 @@ func (c *Console) postOK(q *req) bool {
 // clientKey is the login rate limit's key: the client's address, an IPv6
 // one cut to its /64.
 func (c *Console) clientKey(r *http.Request) string {
-	ip := c.srv.ClientIP(r)
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return "console-login:" + ip
-	}
-	if a.Is6() && !a.Is4In6() {
-		p, _ := a.Prefix(64)
-		return "console-login:" + p.String()
-	}
-	return "console-login:" + a.Unmap().String()
+	return "console-login:" + ratelimit.Key(c.srv.ClientIP(r))
 }

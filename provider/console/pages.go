@@ -5,13 +5,14 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keystep/keystep/provider/internal/ratelimit"
 
 	"github.com/keystep/keystep/flows"
 )
@@ -136,10 +137,10 @@ func (c *Console) login(q *req) {
 		return
 	}
 	if !ok {
-		secs := max(1, int(wait.Round(time.Second)/time.Second))
-		q.w.Header().Set("Retry-After", fmt.Sprint(secs))
+		secs := ratelimit.RetryAfter(wait)
+		q.w.Header().Set("Retry-After", secs)
 		c.log.Warn("console: login rate limit", "client", key)
-		c.showLogin(q, http.StatusTooManyRequests, fmt.Sprintf("Too many sign-in attempts from this address. Try again in %d s.", secs))
+		c.showLogin(q, http.StatusTooManyRequests, "Too many sign-in attempts from this address. Try again in "+secs+" s.")
 		return
 	}
 	adminToken := strings.TrimSpace(q.r.PostForm.Get("token"))

@@ -2,8 +2,6 @@ package console
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,6 +13,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/keystep/keystep/provider/internal/seal"
 
 	"github.com/keystep/keystep/flows"
 )
@@ -50,11 +50,10 @@ const maxFlashText = 300
 // session is one signed-in admin's session as one request sees it: read
 // from the store, where every instance finds it.
 type session struct {
-	id      string // hex SHA-256 of the cookie's token: the store's key
-	token   string // the cookie's token (keys the flash cookie's MAC)
-	admin   string
-	csrf    string
-	created time.Time
+	id    string // hex SHA-256 of the cookie's token: the store's key
+	token string // the cookie's token (keys the flash cookie's MAC)
+	admin string
+	csrf  string
 
 	flash      []flash // shown on the next page rendered
 	fromCookie bool    // some of flash came from the flash cookie
@@ -76,40 +75,28 @@ type sessionData struct {
 }
 
 // adminKey is the key that seals the admin token of the session whose
-// cookie carries token.
-func adminKey(token string) []byte {
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("keystep console admin token"))
-	return m.Sum(nil)
+// cookie carries token (a 32-byte secret, base64).
+func adminKey(token string) (seal.Key, error) {
+	return seal.Derive([]byte(token), "keystep console admin token")
 }
 
 // sealAdmin seals an admin token for the session (id is its store key,
 // bound in as additional data).
 func sealAdmin(token, id, adminToken string) ([]byte, error) {
-	block, err := aes.NewCipher(adminKey(token))
+	k, err := adminKey(token)
 	if err != nil {
 		return nil, err
 	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	_, _ = rand.Read(nonce) // never fails (crypto/rand)
-	return gcm.Seal(nonce, nonce, []byte(adminToken), []byte(id)), nil
+	return k.Seal([]byte(adminToken), []byte(id)), nil
 }
 
 // openAdmin unseals what sealAdmin sealed.
 func openAdmin(token, id string, sealed []byte) (string, bool) {
-	block, err := aes.NewCipher(adminKey(token))
+	k, err := adminKey(token)
 	if err != nil {
 		return "", false
 	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil || len(sealed) < gcm.NonceSize() {
-		return "", false
-	}
-	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(id))
+	plain, err := k.Open(sealed, []byte(id))
 	if err != nil {
 		return "", false
 	}
@@ -248,7 +235,7 @@ func (st *sessionStore) load(r *http.Request) (*session, error) {
 			return nil, err
 		}
 	}
-	s := &session{id: id, token: token, admin: row.Subject, csrf: data.CSRF, created: row.CreatedAt}
+	s := &session{id: id, token: token, admin: row.Subject, csrf: data.CSRF}
 	s.flash, s.fromCookie = st.readFlash(r, token)
 	return s, nil
 }
@@ -259,7 +246,7 @@ func (st *sessionStore) load(r *http.Request) (*session, error) {
 func (st *sessionStore) start(ctx context.Context, w http.ResponseWriter, admin, adminToken string) (*session, error) {
 	now := st.clock.Now()
 	token := randomToken()
-	s := &session{id: sessionID(token), token: token, admin: admin, csrf: randomToken(), created: now}
+	s := &session{id: sessionID(token), token: token, admin: admin, csrf: randomToken()}
 	sealed, err := sealAdmin(token, s.id, adminToken)
 	if err != nil {
 		return nil, err

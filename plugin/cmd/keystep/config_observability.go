@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,19 +149,11 @@ func (c *Config) startTracing(log *slog.Logger) (trace.Tracer, func(context.Cont
 	if t.SampleRatio != nil {
 		ratio = *t.SampleRatio
 	}
-	res := resource.NewSchemaless(semconv.ServiceName(name), semconv.ServiceVersion(readBuildInfoVersion()))
+	res := resource.NewSchemaless(semconv.ServiceName(name), semconv.ServiceVersion(keystepVersion()))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
 	log.Info("tracing", "otlp_endpoint", endpoint, "service_name", name, "sample_ratio", ratio)
 	return tp.Tracer("github.com/keystep/keystep"), tp.Shutdown, nil
-}
-
-// readBuildInfoVersion is the binary's module version, for service.version.
-func readBuildInfoVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 // maxHeadersFile bounds the headers file.

@@ -116,9 +116,6 @@ type serveMode struct {
 	// service and public URL; the server shuts down when run returns (or
 	// when ctx ends).
 	run func(svc *flows.Service, publicURL string, log *slog.Logger)
-	// lookupEnv reads the environment variables the configuration names
-	// (a directory source's bind_password_env); nil: os.LookupEnv.
-	lookupEnv func(string) (string, bool)
 }
 
 // serveWith is serve, changed by mode.
@@ -158,11 +155,7 @@ func serveWith(ctx context.Context, cfg Config, stderr io.Writer, senders Sender
 		return err
 	}
 
-	lookupEnv := mode.lookupEnv
-	if lookupEnv == nil {
-		lookupEnv = os.LookupEnv
-	}
-	dirConfigs, err := cfg.directorySources(lookupEnv)
+	dirConfigs, err := cfg.directorySources(os.LookupEnv)
 	if err != nil {
 		return err
 	}
