@@ -163,8 +163,8 @@ func TestRequestFullSyncOnAnotherInstance(t *testing.T) {
 	if err := awaitCh(t, "a's requested full sync", ra.full); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := a.Status(e.ctx); st.Requested != nil {
-		t.Errorf("the request is still pending: %+v", st.Requested)
+	if req, err := a.pendingRequest(e.ctx); err != nil || req != nil {
+		t.Errorf("the request is still pending: %+v, %v", req, err)
 	}
 
 	// A removal past the guard, confirmed through b.

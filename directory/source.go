@@ -143,11 +143,7 @@ func (s *Source) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("directory %s status: %w", s.cfg.Name, err)
 	}
-	status := DecodeStatus(s.cfg.Name, st.Status)
-	if status.Requested, err = s.pendingRequest(ctx); err != nil {
-		return Status{}, fmt.Errorf("directory %s status: %w", s.cfg.Name, err)
-	}
-	return status, nil
+	return DecodeStatus(s.cfg.Name, st.Status), nil
 }
 
 // updateState reads the stored state, lets fn change it and its status,

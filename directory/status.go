@@ -37,13 +37,10 @@ type Status struct {
 	NextRetry   time.Time `json:"next_retry,omitzero"`
 	// Guard says why the guard stopped the last sync.
 	Guard string `json:"guard,omitempty"`
-	// Requested is a full sync an admin asked for that the instance
-	// holding the source's lease has not started yet.
-	Requested *SyncRequest `json:"requested,omitempty"`
 }
 
-// SyncRequest is an admin's request for a full sync, kept in the store so
-// that whichever instance syncs the source runs it.
+// SyncRequest is an admin's request for a full sync, kept in the store (a
+// row of its own) so that whichever instance syncs the source runs it.
 type SyncRequest struct {
 	At              time.Time `json:"at"`
 	ConfirmRemovals int       `json:"confirm_removals,omitempty"`
