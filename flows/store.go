@@ -23,11 +23,14 @@ type AccountFilter struct {
 	IncludeRemoved bool         // with an empty State, include tombstones too
 }
 
-// AuditFilter narrows ListAudit. Events come in chain order.
+// AuditFilter narrows ListAudit. Events come in chain order, or newest
+// first with Newest.
 type AuditFilter struct {
 	AfterSeq  int64
+	BeforeSeq int64 // 0: no upper bound
 	AccountID string
-	Limit     int // 0 means every event
+	Limit     int  // 0 means every event
+	Newest    bool // newest first: the Limit newest events of the range
 }
 
 // Tx is the set of operations a Store offers, inside or outside a transaction.

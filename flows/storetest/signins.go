@@ -328,6 +328,12 @@ func testAudit(t *testing.T, s flows.Tx) {
 		{flows.AuditFilter{Limit: 2}, []int64{1, 2}},
 		{flows.AuditFilter{AfterSeq: 1, AccountID: "acc-a", Limit: 1}, []int64{3}},
 		{flows.AuditFilter{AfterSeq: 5}, []int64{}},
+		{flows.AuditFilter{BeforeSeq: 3}, []int64{1, 2}},
+		{flows.AuditFilter{Newest: true}, []int64{5, 4, 3, 2, 1}},
+		{flows.AuditFilter{Newest: true, Limit: 2}, []int64{5, 4}},
+		{flows.AuditFilter{Newest: true, BeforeSeq: 4, Limit: 2}, []int64{3, 2}},
+		{flows.AuditFilter{Newest: true, AccountID: "acc-a", BeforeSeq: 5}, []int64{3, 1}},
+		{flows.AuditFilter{Newest: true, AccountID: "acc-b", AfterSeq: 2}, []int64{4}},
 		{flows.AuditFilter{AccountID: "nobody"}, []int64{}},
 	}
 	for _, c := range cases {

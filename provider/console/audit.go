@@ -45,79 +45,49 @@ func (aq auditQuery) match(ev flows.AuditEvent) bool {
 	return aq.From.IsZero() || !ev.Time.Before(aq.From)
 }
 
-// lastSeq finds the newest event's sequence number (0: none) in about
-// 2·log2(n) reads of one event: the chain's numbers run from 1 with no
-// gaps, so "is there an event after n-1" says whether n exists.
-func (c *Console) lastSeq(ctx context.Context) (int64, error) {
-	has := func(n int64) (bool, error) {
-		evs, err := c.flows.Audit(ctx, flows.AuditFilter{AfterSeq: n - 1, Limit: 1})
-		return len(evs) > 0, err
-	}
-	lo, hi := int64(0), int64(1)
+// walkAudit calls fn with the audit events (of accountID, if set), newest
+// first, a page at a time, until fn says stop or the log ends.
+func (c *Console) walkAudit(ctx context.Context, accountID string, fn func(flows.AuditEvent) (stop bool)) error {
+	var before int64 // 0: from the newest
 	for {
-		ok, err := has(hi)
+		evs, err := c.flows.Audit(ctx, flows.AuditFilter{BeforeSeq: before, AccountID: accountID, Limit: auditPage, Newest: true})
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if !ok {
-			break
+		for _, ev := range evs {
+			if fn(ev) {
+				return nil
+			}
 		}
-		lo, hi = hi, hi*2
+		if len(evs) < auditPage {
+			return nil
+		}
+		before = evs[len(evs)-1].Seq
 	}
-	for hi-lo > 1 { // event lo exists (or lo is 0), event hi does not
-		mid := lo + (hi-lo)/2
-		ok, err := has(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo, nil
 }
 
 // scanAudit returns up to aq.Max matching events, newest first, reading
 // back from the newest at most maxAuditScan events (or until events older
 // than aq.From). more says whether it stopped with events left to read.
 func (c *Console) scanAudit(ctx context.Context, aq auditQuery) (out []flows.AuditEvent, more bool, err error) {
-	top, err := c.lastSeq(ctx)
+	scanned := 0
+	err = c.walkAudit(ctx, aq.AccountID, func(ev flows.AuditEvent) bool {
+		if !aq.From.IsZero() && ev.Time.Before(aq.From) {
+			return true
+		}
+		if scanned++; scanned > maxAuditScan || aq.match(ev) && len(out) == aq.Max {
+			more = true
+			return true
+		}
+		if aq.match(ev) {
+			out = append(out, ev)
+		}
+		return false
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	scanned := 0
-	for hi := top; hi > 0; {
-		lo := max(0, hi-auditPage)
-		// With an account, the store's first (hi-lo) events of the
-		// account after lo hold all of its events in (lo, hi].
-		evs, err := c.flows.Audit(ctx, flows.AuditFilter{AfterSeq: lo, AccountID: aq.AccountID, Limit: int(hi - lo)})
-		if err != nil {
-			return nil, false, err
-		}
-		for i := len(evs) - 1; i >= 0; i-- {
-			ev := evs[i]
-			if ev.Seq > hi {
-				continue
-			}
-			if !aq.From.IsZero() && ev.Time.Before(aq.From) {
-				return out, false, nil
-			}
-			if aq.match(ev) {
-				if len(out) == aq.Max {
-					return out, true, nil
-				}
-				out = append(out, ev)
-			}
-		}
-		scanned += int(hi - lo)
-		hi = lo
-		if scanned >= maxAuditScan && hi > 0 {
-			return out, true, nil
-		}
-	}
-	return out, false, nil
+	return out, more, nil
 }
 
 // auditRow is an event as the pages show it.
@@ -277,17 +247,19 @@ func (c *Console) overview(q *req) {
 func (c *Console) signInChart(ctx context.Context, now time.Time) (chart, error) {
 	start := now.Truncate(time.Hour).Add(-(chartHours - 1) * time.Hour)
 	var counts [chartHours][numOutcomes]int
-	evs, _, err := c.scanAudit(ctx, auditQuery{Action: "signin.", From: start, Max: maxAuditScan})
+	// Every event of the day is counted (none is kept), however many.
+	err := c.walkAudit(ctx, "", func(ev flows.AuditEvent) bool {
+		if ev.Time.Before(start) {
+			return true
+		}
+		o := outcomeOf(ev.Action)
+		if h := int(ev.Time.Sub(start) / time.Hour); o >= 0 && h < chartHours {
+			counts[h][o]++
+		}
+		return false
+	})
 	if err != nil {
 		return chart{}, err
-	}
-	for _, ev := range evs {
-		o := outcomeOf(ev.Action)
-		h := int(ev.Time.Sub(start) / time.Hour)
-		if o < 0 || h < 0 || h >= chartHours {
-			continue
-		}
-		counts[h][o]++
 	}
 	return drawChart(start, counts), nil
 }

@@ -57,7 +57,8 @@ func scanAudit(r scanner) (flows.AuditEvent, error) {
 	return ev, nil
 }
 
-// ListAudit returns audit events in chain order: after f.AfterSeq, of
+// ListAudit returns audit events in chain order (newest first with
+// f.Newest): after f.AfterSeq and before f.BeforeSeq (if set), of
 // f.AccountID if set, at most f.Limit if positive.
 func (o ops) ListAudit(ctx context.Context, f flows.AuditFilter) ([]flows.AuditEvent, error) {
 	if f.Limit < 0 {
@@ -71,10 +72,19 @@ func (o ops) ListAudit(ctx context.Context, f flows.AuditFilter) ([]flows.AuditE
 		evs []flows.AuditEvent
 		err error
 	)
-	if f.AccountID != "" {
-		evs, err = queryAll(ctx, o, qListAuditAccount, scanAudit, f.AfterSeq, f.AccountID, limit)
-	} else {
-		evs, err = queryAll(ctx, o, qListAudit, scanAudit, f.AfterSeq, limit)
+	before := f.BeforeSeq
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	switch {
+	case f.Newest && f.AccountID != "":
+		evs, err = queryAll(ctx, o, qListAuditAccountNewest, scanAudit, f.AfterSeq, before, f.AccountID, limit)
+	case f.Newest:
+		evs, err = queryAll(ctx, o, qListAuditNewest, scanAudit, f.AfterSeq, before, limit)
+	case f.AccountID != "":
+		evs, err = queryAll(ctx, o, qListAuditAccount, scanAudit, f.AfterSeq, before, f.AccountID, limit)
+	default:
+		evs, err = queryAll(ctx, o, qListAudit, scanAudit, f.AfterSeq, before, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)

@@ -43,6 +43,8 @@ const (
 	qAuditInsert
 	qListAudit
 	qListAuditAccount
+	qListAuditNewest
+	qListAuditAccountNewest
 
 	qCreateCode
 	qGetCode
@@ -205,8 +207,10 @@ var queryText = [numQueries]string{
 	qAuditHead: `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
 	qAuditInsert: `INSERT INTO audit (` + auditCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	qListAudit:        `SELECT ` + auditCols + ` FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`,
-	qListAuditAccount: `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND account_id = ? ORDER BY seq LIMIT ?`,
+	qListAudit:              `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
+	qListAuditAccount:       `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND seq < ? AND account_id = ? ORDER BY seq LIMIT ?`,
+	qListAuditNewest:        `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+	qListAuditAccountNewest: `SELECT ` + auditCols + ` FROM audit WHERE seq > ? AND seq < ? AND account_id = ? ORDER BY seq DESC LIMIT ?`,
 
 	qCreateCode: `INSERT INTO codes (` + codeCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
