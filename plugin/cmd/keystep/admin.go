@@ -63,14 +63,7 @@ func newAdminCmd() *cobra.Command {
 		Use:   "admin",
 		Short: "Manage users, invitations, devices and the audit log of a keystep server",
 	})
-	server := defaultServer
-	if s := os.Getenv("KEYSTEP_SERVER"); s != "" {
-		server = s
-	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.server, "server", server, "server `URL` (env KEYSTEP_SERVER)")
-	pf.StringVar(&f.tokenFile, "token-file", defaultTokenFile, "admin token `file` (or env KEYSTEP_ADMIN_TOKEN)")
-	pf.BoolVar(&f.json, "json", false, "print JSON")
+	addAdminFlags(cmd.PersistentFlags(), f)
 	cmd.AddCommand(newUserCmd(f), newInviteCmd(f), newAdminDeviceCmd(f), newTestSignInCmd(f), newAuditCmd(f), newOverrideCmd(f), newKeysCmd(f))
 	return cmd
 }

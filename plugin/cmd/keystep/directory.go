@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/keystep/keystep/directory"
@@ -606,7 +607,7 @@ change applied, and the last failure.`,
 			return nil
 		},
 	}
-	addAdminFlags(cmd, f)
+	addAdminFlags(cmd.Flags(), f)
 	return cmd
 }
 
@@ -643,18 +644,17 @@ what it would remove (keystep directory sync --dry-run), then confirm with
 		},
 	}
 	cmd.Flags().IntVar(&confirm, "confirm-removals", 0, "let this sync remove up to N accounts past the mass-removal guard")
-	addAdminFlags(cmd, f)
+	addAdminFlags(cmd.Flags(), f)
 	return cmd
 }
 
-// addAdminFlags gives cmd keystep admin's flags: --server, --token-file
+// addAdminFlags adds keystep admin's flags to fl: --server, --token-file
 // and --json.
-func addAdminFlags(cmd *cobra.Command, f *adminFlags) {
+func addAdminFlags(fl *pflag.FlagSet, f *adminFlags) {
 	server := defaultServer
 	if s := os.Getenv("KEYSTEP_SERVER"); s != "" {
 		server = s
 	}
-	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", server, "server `URL` (env KEYSTEP_SERVER)")
 	fl.StringVar(&f.tokenFile, "token-file", defaultTokenFile, "admin token `file` (or env KEYSTEP_ADMIN_TOKEN)")
 	fl.BoolVar(&f.json, "json", false, "print JSON")
