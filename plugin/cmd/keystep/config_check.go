@@ -257,10 +257,8 @@ func (c *Config) checkFiles(lookupEnv func(string) (string, bool)) []error {
 		}
 	}
 	for i, s := range c.Directory.Sources {
-		one := Config{Directory: DirectoryConfig{Sources: []DirectorySourceConfig{s}}}
-		if _, err := one.directorySources(lookupEnv); err != nil {
-			msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("config: directory.sources: source 1 (%s): ", s.Name))
-			bad("directory.sources", s.line, fmt.Errorf("source %d (%s): %s", itemNum(i, s.num), s.Name, msg))
+		if _, err := s.resolve(lookupEnv); err != nil {
+			bad("directory.sources", s.line, fmt.Errorf("source %d (%s): %w", itemNum(i, s.num), s.Name, err))
 		}
 	}
 	return errs

@@ -461,54 +461,65 @@ func fileKeyOf(msg string) string {
 func (c *Config) directorySources(lookupEnv func(string) (string, bool)) ([]directory.SourceConfig, error) {
 	out := make([]directory.SourceConfig, 0, len(c.Directory.Sources))
 	for i, s := range c.Directory.Sources {
-		fail := func(key string, err error) error {
-			return fmt.Errorf("config: directory.sources: source %d (%s): %s: %w", i+1, s.Name, key, err)
+		sc, err := s.resolve(lookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("config: directory.sources: source %d (%s): %w", i+1, s.Name, err)
 		}
-		var password string
-		switch {
-		case s.BindPasswordFile != "":
-			pw, err := readPasswordFile(s.BindPasswordFile)
-			if err != nil {
-				return nil, fail("bind_password_file", err)
-			}
-			password = pw
-		case s.BindPasswordEnv != "":
-			pw, ok := lookupEnv(s.BindPasswordEnv)
-			if !ok || pw == "" {
-				return nil, fail("bind_password_env", fmt.Errorf("the environment variable %s is not set or empty", s.BindPasswordEnv))
-			}
-			password = pw
-		}
-		var roots *x509.CertPool
-		if s.CAFile != "" {
-			pem, err := os.ReadFile(s.CAFile)
-			if err != nil {
-				return nil, fail("ca_file", err)
-			}
-			roots = x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, fail("ca_file", fmt.Errorf("%s holds no PEM certificate", s.CAFile))
-			}
-		}
-		var cert *tls.Certificate
-		if s.ClientCertFile != "" {
-			certPEM, err := os.ReadFile(s.ClientCertFile)
-			if err != nil {
-				return nil, fail("client_cert_file", err)
-			}
-			keyPEM, err := readPrivateFile(s.ClientKeyFile)
-			if err != nil {
-				return nil, fail("client_key_file", err)
-			}
-			pair, err := tls.X509KeyPair(certPEM, keyPEM)
-			if err != nil {
-				return nil, fail("client_cert_file", fmt.Errorf("%s and %s are not a certificate and its key: %w", s.ClientCertFile, s.ClientKeyFile, err))
-			}
-			cert = &pair
-		}
-		out = append(out, s.toSource(password, roots, cert))
+		out = append(out, sc)
 	}
 	return out, nil
+}
+
+// resolve reads what the source's configuration names (its password, CA
+// and client certificate) and returns it as the directory package takes
+// it. The error names the key at fault.
+func (s DirectorySourceConfig) resolve(lookupEnv func(string) (string, bool)) (directory.SourceConfig, error) {
+	fail := func(key string, err error) (directory.SourceConfig, error) {
+		return directory.SourceConfig{}, fmt.Errorf("%s: %w", key, err)
+	}
+	var password string
+	switch {
+	case s.BindPasswordFile != "":
+		pw, err := readPasswordFile(s.BindPasswordFile)
+		if err != nil {
+			return fail("bind_password_file", err)
+		}
+		password = pw
+	case s.BindPasswordEnv != "":
+		pw, ok := lookupEnv(s.BindPasswordEnv)
+		if !ok || pw == "" {
+			return fail("bind_password_env", fmt.Errorf("the environment variable %s is not set or empty", s.BindPasswordEnv))
+		}
+		password = pw
+	}
+	var roots *x509.CertPool
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return fail("ca_file", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fail("ca_file", fmt.Errorf("%s holds no PEM certificate", s.CAFile))
+		}
+	}
+	var cert *tls.Certificate
+	if s.ClientCertFile != "" {
+		certPEM, err := os.ReadFile(s.ClientCertFile)
+		if err != nil {
+			return fail("client_cert_file", err)
+		}
+		keyPEM, err := readPrivateFile(s.ClientKeyFile)
+		if err != nil {
+			return fail("client_key_file", err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return fail("client_cert_file", fmt.Errorf("%s and %s are not a certificate and its key: %w", s.ClientCertFile, s.ClientKeyFile, err))
+		}
+		cert = &pair
+	}
+	return s.toSource(password, roots, cert), nil
 }
 
 // readPrivateFile reads a file that only its owner may read (a key, a

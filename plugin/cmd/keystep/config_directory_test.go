@@ -429,3 +429,37 @@ func FuzzDirectoryConfig(f *testing.F) {
 		_, _ = c.directorySources(envOf(map[string]string{"PW": "pw"}))
 	})
 }
+
+// TestDirectorySourceFlag: --source NAME reads only that source's secrets,
+// so another source's unset environment variable does not stop it; without
+// --source every source's are read.
+func TestDirectorySourceFlag(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, `
+directory:
+  sources:
+    - name: a
+      urls: [ldaps://a.example]
+      bind_dn: cn=keystep,dc=a
+      bind_password_env: A_PW
+      base_dn: dc=a
+    - name: b
+      urls: [ldaps://b.example]
+      bind_dn: cn=keystep,dc=b
+      bind_password_env: B_PW
+      base_dn: dc=b
+`), envOf(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(map[string]string{"A_PW": "secret-a"})
+	got, err := (&directoryFlags{source: "a"}).sources(c, env)
+	if err != nil || len(got) != 1 || got[0].Name != "a" || got[0].BindPassword != "secret-a" {
+		t.Fatalf("--source a: %+v, %v", got, err)
+	}
+	if _, err := (&directoryFlags{}).sources(c, env); err == nil || !strings.Contains(err.Error(), "B_PW") {
+		t.Errorf("every source without B_PW: %v", err)
+	}
+	if _, err := (&directoryFlags{source: "c"}).sources(c, env); err == nil || !strings.Contains(err.Error(), "configured: a, b") {
+		t.Errorf("an unknown source: %v", err)
+	}
+}

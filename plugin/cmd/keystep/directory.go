@@ -58,32 +58,23 @@ func (f *directoryFlags) sources(cfg Config, lookupEnv func(string) (string, boo
 		}
 		return nil, fmt.Errorf("%s has no directory sources (directory.sources); see docs/directory.md", where)
 	}
-	if f.source != "" {
-		found := false
-		var names []string
-		for _, s := range cfg.Directory.Sources {
-			names = append(names, s.Name)
-			if s.Name == f.source {
-				found = true
-			}
-		}
-		if !found {
-			return nil, fmt.Errorf("no directory source is named %q (configured: %s)", f.source, strings.Join(names, ", "))
-		}
-	}
-	all, err := cfg.directorySources(lookupEnv)
-	if err != nil {
-		return nil, err
-	}
 	if f.source == "" {
-		return all, nil
+		return cfg.directorySources(lookupEnv)
 	}
-	for _, s := range all {
+	// Only the named source's secrets are read: another's missing
+	// environment variable is no reason to refuse this one.
+	var names []string
+	for i, s := range cfg.Directory.Sources {
 		if s.Name == f.source {
-			return []directory.SourceConfig{s}, nil
+			sc, err := s.resolve(lookupEnv)
+			if err != nil {
+				return nil, fmt.Errorf("config: directory.sources: source %d (%s): %w", i+1, s.Name, err)
+			}
+			return []directory.SourceConfig{sc}, nil
 		}
+		names = append(names, s.Name)
 	}
-	return nil, fmt.Errorf("no directory source is named %q", f.source)
+	return nil, fmt.Errorf("no directory source is named %q (configured: %s)", f.source, strings.Join(names, ", "))
 }
 
 func (f *directoryFlags) out(cmd *cobra.Command) output {
